@@ -1,0 +1,210 @@
+"""Every environment variable vidx reads, parsed and validated in one place.
+
+Settings are read once at start-up (``load_settings``) so that a bad value
+fails fast, naming the variable and what it accepts, instead of surfacing
+as an odd error in the middle of a job.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from pipeline.errors import ConfigError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(name, raw, "true or false (1/0, yes/no, on/off)")
+
+
+def _number(kind: type, minimum: float | None = None, allow_zero: bool = True):
+    def parse(name: str, raw: str):
+        try:
+            value = kind(raw.strip())
+        except ValueError:
+            raise ConfigError(name, raw, f"a{'n integer' if kind is int else ' number'}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(name, raw, "a finite number")
+        if minimum is not None and value < minimum:
+            raise ConfigError(name, raw, f"a number >= {minimum}")
+        if not allow_zero and value == 0:
+            raise ConfigError(name, raw, "a number > 0")
+        return value
+
+    return parse
+
+
+def _choice(*choices: str):
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ConfigError(name, raw, "one of " + ", ".join(choices))
+        return value
+
+    return parse
+
+
+def _text(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ConfigError(name, raw, "a non-empty string")
+    return value
+
+
+def _path(name: str, raw: str) -> Path:
+    return Path(_text(name, raw)).expanduser()
+
+
+def _url(*schemes: str):
+    def parse(name: str, raw: str) -> str:
+        value = _text(name, raw)
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in schemes:
+            raise ConfigError(name, raw, "a URL starting with " + " or ".join(s + "://" for s in schemes))
+        return value
+
+    return parse
+
+
+def _existing_file(name: str, raw: str) -> Path:
+    path = _path(name, raw)
+    if not path.is_file():
+        raise ConfigError(name, raw, "the path of an existing weights file")
+    return path
+
+
+def _env(name: str, parser: Callable[[str, str], Any], default: Any, doc: str) -> Any:
+    """A dataclass field bound to one environment variable."""
+    return field(default=default, metadata={"env": name, "parser": parser, "doc": doc})
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".vidx"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration. Build it with :func:`load_settings`."""
+
+    # --- CLIP (names kept from the service vidx replaces) ---
+    clip_enabled: bool = _env("CLIP_ENABLED", _parse_bool, True, "Embed best frames with CLIP.")
+    clip_model_name: str = _env("CLIP_MODEL_NAME", _text, "ViT-B-32", "open_clip model architecture.")
+    clip_pretrained: str = _env(
+        "CLIP_PRETRAINED", _text, "openai", "open_clip pretrained tag; downloaded once into CLIP_CACHE_DIR."
+    )
+    clip_device: str = _env("CLIP_DEVICE", _choice("cpu", "cuda", "auto"), "cpu", "cpu, cuda or auto.")
+    clip_normalize: bool = _env("CLIP_NORMALIZE", _parse_bool, True, "L2-normalise embeddings.")
+    clip_timeout_s: float = _env(
+        "CLIP_TIMEOUT_S", _number(float, 0, allow_zero=False), 2.0, "Per-scene embedding timeout in seconds."
+    )
+    clip_max_image_size: int = _env(
+        "CLIP_MAX_IMAGE_SIZE", _number(int, 16), 224, "Longest side a frame is capped to before preprocessing."
+    )
+    clip_cpu_threads: int | None = _env(
+        "CLIP_CPU_THREADS", _number(int, 1), None, "torch CPU threads (unset: torch default)."
+    )
+    clip_cache_dir: Path = _env("CLIP_CACHE_DIR", _path, Path("/tmp/clip_cache"), "Where pretrained weights are cached.")
+    clip_debug_log: bool = _env("CLIP_DEBUG_LOG", _parse_bool, False, "Log load time, per-scene time and norms.")
+    clip_checkpoint: Path | None = _env(
+        "CLIP_CHECKPOINT", _existing_file, None, "Local weights file (no network); overrides CLIP_PRETRAINED."
+    )
+
+    # --- storage and queue ---
+    database_url: str | None = _env(
+        "DATABASE_URL",
+        _url("postgresql", "postgres"),
+        None,
+        "PostgreSQL with pgvector (unset: embedded server in VIDX_DATA_DIR).",
+    )
+    celery_broker_url: str = _env(
+        "CELERY_BROKER_URL", _url("redis", "rediss"), "redis://localhost:6379/0", "Celery broker (Redis)."
+    )
+    data_dir: Path = _env("VIDX_DATA_DIR", _path, None, "State directory (embedded database, default sidecars).")
+    sidecar_dir: Path = _env("VIDX_SIDECAR_DIR", _path, None, "Where sidecars go (default VIDX_DATA_DIR/sidecars).")
+
+    # --- scene detection and frame ranking ---
+    min_scene_s: float = _env("VIDX_MIN_SCENE_S", _number(float, 0), 0.5, "Shortest scene in seconds.")
+    max_scene_s: float = _env(
+        "VIDX_MAX_SCENE_S", _number(float, 0), 0.0, "Split shots longer than this (0: never split)."
+    )
+    candidates_per_scene: int = _env(
+        "VIDX_CANDIDATES_PER_SCENE", _number(int, 1), 5, "Candidate frames ranked per scene."
+    )
+    frame_height: int = _env(
+        "VIDX_FRAME_HEIGHT", _number(int, 64), 360, "Height of analysed frames and best-frame JPEGs."
+    )
+
+    # --- input limits (bad input is refused, not attempted) ---
+    max_duration_s: float = _env(
+        "VIDX_MAX_DURATION_S", _number(float, 1), 6 * 3600.0, "Longest video accepted, in seconds."
+    )
+    max_dimension: int = _env("VIDX_MAX_DIMENSION", _number(int, 16), 8192, "Largest width or height accepted.")
+    download_max_mb: int = _env("VIDX_DOWNLOAD_MAX_MB", _number(int, 1), 4096, "Size cap for URL downloads.")
+
+    # --- workers ---
+    max_attempts: int = _env("VIDX_MAX_ATTEMPTS", _number(int, 1), 3, "Attempts before a video is marked failed.")
+    task_soft_time_limit_s: int = _env(
+        "VIDX_TASK_SOFT_TIME_LIMIT_S", _number(int, 1), 3600, "Soft time limit per video."
+    )
+    task_time_limit_s: int = _env("VIDX_TASK_TIME_LIMIT_S", _number(int, 1), 3900, "Hard time limit per video.")
+    stale_after_s: int = _env(
+        "VIDX_STALE_AFTER_S", _number(int, 1), 4500, "Requeue videos stuck queued/running longer than this."
+    )
+
+    # --- logging ---
+    log_format: str = _env("VIDX_LOG_FORMAT", _choice("auto", "json", "console"), "auto", "auto: console on a TTY.")
+    log_level: str = _env(
+        "VIDX_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "Minimum log level."
+    )
+
+    def __post_init__(self) -> None:
+        data_dir = self.data_dir or _default_data_dir()
+        object.__setattr__(self, "data_dir", data_dir)
+        if self.sidecar_dir is None:
+            object.__setattr__(self, "sidecar_dir", data_dir / "sidecars")
+        if self.task_time_limit_s <= self.task_soft_time_limit_s:
+            raise ConfigError(
+                "VIDX_TASK_TIME_LIMIT_S",
+                str(self.task_time_limit_s),
+                f"a value greater than VIDX_TASK_SOFT_TIME_LIMIT_S ({self.task_soft_time_limit_s})",
+            )
+
+    def with_overrides(self, **changes: Any) -> "Settings":
+        """A copy with some fields changed (CLI flags, tests)."""
+        return replace(self, **changes)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Parse every vidx variable from ``environ`` (default: ``os.environ``).
+
+    Empty values count as unset. Raises :class:`ConfigError` on the first
+    invalid value, naming the variable.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        name = f.metadata["env"]
+        raw = environ.get(name)
+        if raw is None or raw.strip() == "":
+            continue
+        values[f.name] = f.metadata["parser"](name, raw)
+    return Settings(**values)
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) rows, for docs and ``vidx --help``."""
+    rows = []
+    for f in fields(Settings):
+        default = "" if f.default is None else str(f.default)
+        rows.append((f.metadata["env"], default, f.metadata["doc"]))
+    return rows

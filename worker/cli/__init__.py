@@ -1,0 +1,21 @@
+"""The ``vidx`` command. Each group of subcommands lives in its own module."""
+
+from __future__ import annotations
+
+import click
+
+from worker.cli import db_cmds, index_cmd, queue_cmds
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vidx")
+def cli() -> None:
+    """vidx: index videos into scenes, best frames and CLIP embeddings; search them."""
+
+
+for module in (index_cmd, db_cmds, queue_cmds):
+    module.register(cli)
+
+
+def main() -> None:
+    cli(prog_name="vidx")
