@@ -108,7 +108,8 @@ class Settings:
         "CLIP_TIMEOUT_S", _number(float, 0, allow_zero=False), 2.0, "Per-scene embedding timeout in seconds."
     )
     clip_max_image_size: int = _env(
-        "CLIP_MAX_IMAGE_SIZE", _number(int, 16), 224, "Longest side a frame is capped to before preprocessing."
+        "CLIP_MAX_IMAGE_SIZE", _number(int, 16), 224,
+        "Shorter side a frame is capped to (at least the model input) before preprocessing.",
     )
     clip_cpu_threads: int | None = _env(
         "CLIP_CPU_THREADS", _number(int, 1), None, "torch CPU threads (unset: torch default)."

@@ -1,0 +1,171 @@
+"""Settings -> a loaded :class:`ClipModel` (open_clip), or an error saying why not.
+
+No network when ``CLIP_CHECKPOINT`` is set: the weights come from that file.
+A model architecture open_clip does not ship can be described by a config
+JSON named ``<CLIP_MODEL_NAME>.json`` next to the checkpoint (open_clip's own
+config format); it is registered with ``open_clip.add_model_config``. Without a
+checkpoint, the ``CLIP_PRETRAINED`` tag is downloaded once into
+``CLIP_CACHE_DIR``. The tag also tells which activation (QuickGELU) and
+normalisation those weights expect, so it is honoured with a checkpoint too.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from pathlib import Path
+
+import open_clip
+import torch
+
+from pipeline.clip.errors import ClipUnavailableError
+from pipeline.clip.memory import release_free_memory
+from pipeline.clip.model import DB_EMBED_DIM, ClipModel
+from pipeline.clip.runner import InferenceThread
+from pipeline.config import Settings
+from pipeline.log import get_logger
+
+log = get_logger(__name__)
+
+_PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
+_registered_configs: set[Path] = set()
+
+
+class _QuietOpenClipInfo(logging.Filter):
+    """open_clip logs every loading step at INFO on the root logger; keep its warnings and errors only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or "open_clip" not in record.pathname
+
+
+if not any(isinstance(f, _QuietOpenClipInfo) for f in logging.getLogger().filters):
+    logging.getLogger().addFilter(_QuietOpenClipInfo())
+
+
+def resolve_device(requested: str) -> str:
+    """``cpu``/``cuda``/``auto`` -> the device to use; ``cuda`` without CUDA is an error."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ClipUnavailableError("Model load failed: CLIP_DEVICE=cuda but CUDA is not available")
+    return requested
+
+
+def weights_label(settings: Settings) -> str:
+    """Where the weights come from, as recorded in ``visual_clip_metadata.pretrained``."""
+    return str(settings.clip_checkpoint) if settings.clip_checkpoint else settings.clip_pretrained
+
+
+def _register_config_next_to_checkpoint(settings: Settings) -> None:
+    if settings.clip_checkpoint is None:
+        return
+    config = Path(settings.clip_checkpoint).parent / f"{settings.clip_model_name}.json"
+    if config.is_file() and config not in _registered_configs:
+        open_clip.add_model_config(config)
+        _registered_configs.add(config)
+
+
+def _check_model_name(name: str) -> None:
+    if name.startswith(("hf-hub:", "local-dir:")):
+        return
+    if open_clip.get_model_config(name) is None:
+        raise ClipUnavailableError(
+            f"Model load failed: unknown model name {name!r} (CLIP_MODEL_NAME must be an open_clip architecture, "
+            f"see open_clip.list_models(), or have {name}.json next to CLIP_CHECKPOINT)"
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(name: str):
+    """open_clip's tokenizer for ``name``; stateless, so shared by reloads of the same model."""
+    return open_clip.get_tokenizer(name)
+
+
+def _embedding_width(model: torch.nn.Module, input_size: tuple[int, int], device: str, dtype: torch.dtype) -> int:
+    """Width of the image embedding, measured by one forward pass on a blank image (also a warm-up)."""
+    with torch.inference_mode():
+        blank = torch.zeros(1, 3, *input_size, device=device, dtype=dtype)
+        return int(model.encode_image(blank).shape[-1])
+
+
+def load_clip(settings: Settings, device: str | None = None, *, text: bool = True) -> ClipModel:
+    """Load the model ``settings`` describe; ``text=False`` keeps only the image tower.
+
+    Raises :class:`ClipUnavailableError` ("Model load failed: ...").
+    """
+    try:
+        return _load(settings, device, text)
+    except ClipUnavailableError:
+        raise
+    except Exception as exc:  # open_clip/torch raise many types; the reason is what matters
+        lines = str(exc).strip().splitlines()
+        reason = (lines[0] if lines else type(exc).__name__)[:300]
+        raise ClipUnavailableError(f"Model load failed: {type(exc).__name__}: {reason}") from exc
+
+
+def _load(settings: Settings, device: str | None, text: bool) -> ClipModel:
+    start = time.perf_counter()
+    device = device or resolve_device(settings.clip_device)
+    if settings.clip_cpu_threads:
+        torch.set_num_threads(settings.clip_cpu_threads)
+    name = settings.clip_model_name
+    _register_config_next_to_checkpoint(settings)
+    _check_model_name(name)
+
+    tag_cfg = open_clip.get_pretrained_cfg(name, settings.clip_pretrained) or {}
+    precision = "fp16" if device == "cuda" else "fp32"
+    model, _, transform = open_clip.create_model_and_transforms(
+        name,
+        pretrained=weights_label(settings),
+        device=device,
+        precision=precision,
+        cache_dir=str(settings.clip_cache_dir),
+        force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
+        **{f"image_{k}": tag_cfg[k] for k in _PREPROCESS_KEYS if k in tag_cfg},
+        require_pretrained=True,
+    )
+    model.eval()
+    preprocess_cfg = open_clip.get_model_preprocess_cfg(model)
+    size = preprocess_cfg.get("size", 224)
+    input_size = (size, size) if isinstance(size, int) else tuple(size)
+    dtype = next(model.parameters()).dtype
+
+    width = _embedding_width(model, input_size, device, dtype)
+    if width != DB_EMBED_DIM:
+        raise ClipUnavailableError(
+            f"Model load failed: {name} makes {width}-d embeddings but the database column is "
+            f"vector({DB_EMBED_DIM}); use a {DB_EMBED_DIM}-d model"
+        )
+
+    image_encoder, text_encoder, kept = model.encode_image, model.encode_text, model
+    if not text and type(model) in (open_clip.CLIP, open_clip.CustomTextCLIP):
+        # their encode_image is exactly visual(x); drop every reference to the text tower
+        kept = model.visual
+        image_encoder, text_encoder = model.visual, None
+        del model
+
+    release_free_memory()  # the checkpoint's state dict and any dropped tower
+
+    load_ms = (time.perf_counter() - start) * 1000.0
+    loaded = ClipModel(
+        model=kept,
+        image_encoder=image_encoder,
+        text_encoder=text_encoder,
+        transform=transform,
+        tokenizer=_tokenizer(name) if text_encoder is not None else None,
+        model_name=name,
+        pretrained=weights_label(settings),
+        device=device,
+        dtype=dtype,
+        embed_dim=width,
+        input_size=min(input_size),
+        interpolation=str(preprocess_cfg.get("interpolation", "bicubic")),
+        load_time_ms=load_ms,
+        runner=InferenceThread(name=f"clip-inference-{name}"),
+        make_cpu_twin=(lambda: load_clip(settings, device="cpu", text=text)) if device != "cpu" else None,
+    )
+    if settings.clip_debug_log:
+        log.info("clip_model_loaded", model=name, pretrained=loaded.pretrained, device=device,
+                 precision=precision, embed_dim=width, text_tower=loaded.has_text, load_ms=round(load_ms, 1))
+    return loaded
