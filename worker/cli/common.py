@@ -70,14 +70,16 @@ def handle_errors(func: F) -> F:
 
 def owner_option(required: bool = False) -> Callable[[F], F]:
     """``--owner UUID`` parsed as a UUID (usage error otherwise)."""
+    # click >= 8.2 treats an explicit default=None as a default: a required option must not pass one
+    extra: dict[str, Any] = {} if required else {"default": str(DEFAULT_OWNER)}
     return click.option(
         "--owner",
         "owner",
         type=click.UUID,
         required=required,
-        default=None if required else str(DEFAULT_OWNER),
         show_default=not required,
         help="Owner (tenant) UUID.",
+        **extra,
     )
 
 

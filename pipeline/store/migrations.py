@@ -1,0 +1,113 @@
+"""Plain numbered SQL migrations (``infra/migrations/NNN_name.sql``), applied in order.
+
+Each file runs in its own transaction and is recorded in ``schema_migrations``;
+an advisory lock serialises concurrent migrators (several workers starting at
+once), and applied files are skipped, so running it again is harmless.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from pipeline.errors import ProcessingError
+from pipeline.log import get_logger
+
+MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+ADVISORY_LOCK_KEY = 0x76696478  # "vidx"
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Migration:
+    number: int
+    name: str
+    path: Path
+
+    def sql(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+
+def migrations_dir() -> Path:
+    """``infra/migrations`` of the source tree vidx runs from."""
+    here = Path(__file__).resolve()
+    for base in (here.parents[2], Path.cwd()):
+        candidate = base / "infra" / "migrations"
+        if candidate.is_dir():
+            return candidate
+    raise ProcessingError(f"migrations directory infra/migrations not found next to {here.parents[2]} or in the current directory")
+
+
+def discover(directory: Path | None = None) -> list[Migration]:
+    """Migration files in order; a malformed name or duplicate number is an error, not skipped."""
+    directory = directory or migrations_dir()
+    found: list[Migration] = []
+    for path in sorted(directory.glob("*.sql")):
+        match = MIGRATION_NAME.match(path.name)
+        if not match:
+            raise ProcessingError(f"migration file {path.name} is not named NNN_lowercase_name.sql")
+        found.append(Migration(int(match.group(1)), path.stem, path))
+    numbers = [m.number for m in found]
+    if len(numbers) != len(set(numbers)):
+        raise ProcessingError(f"duplicate migration numbers in {directory}")
+    return found
+
+
+def applied(conn: psycopg.Connection) -> list[str]:
+    """Names recorded in schema_migrations (empty if the table does not exist yet)."""
+    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
+    if not exists:
+        return []
+    return [row[0] for row in conn.execute("SELECT name FROM schema_migrations ORDER BY name")]
+
+
+def migrate(conn: psycopg.Connection, directory: Path | None = None) -> list[str]:
+    """Apply pending migrations; return the names applied now.
+
+    A connection that is not in autocommit mode has its open transaction
+    rolled back first: each migration must commit on its own.
+    """
+    if conn.autocommit:
+        return _migrate(conn, directory)
+    conn.rollback()
+    conn.autocommit = True
+    try:
+        return _migrate(conn, directory)
+    finally:
+        conn.autocommit = False
+
+
+def _migrate(conn: psycopg.Connection, directory: Path | None) -> list[str]:
+    pending_all = discover(directory)
+    conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+    try:
+        with conn.transaction():
+            conn.execute(
+                """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    name        text PRIMARY KEY,
+                    applied_at  timestamptz NOT NULL DEFAULT now()
+                )
+                """
+            )
+        done = set(applied(conn))
+        now_applied: list[str] = []
+        for migration in pending_all:
+            if migration.name in done:
+                continue
+            try:
+                with conn.transaction():
+                    conn.execute(migration.sql())
+                    conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (migration.name,))
+            except psycopg.Error as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise ProcessingError(f"migration {migration.name} failed: {first}") from exc
+            log.info("migration_applied", name=migration.name)
+            now_applied.append(migration.name)
+        return now_applied
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))

@@ -1,0 +1,141 @@
+"""Writing a video's scenes: one transaction that replaces them all, bulk-loaded with COPY."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+from uuid import UUID
+
+import numpy as np
+import psycopg
+from psycopg.types.json import Jsonb
+
+from pipeline.errors import BadInputError, ProcessingError
+from pipeline.types import ProbeResult, SceneRecord
+
+EMBEDDING_DIM = 512
+
+# Column and binary COPY type of each value _rows() yields, in order. Binary COPY
+# sends a vector as 2 KB of float32 instead of ~6 KB of text parsed server-side.
+_COPY_COLUMNS = (
+    ("video_id", "uuid"),
+    ("owner_id", "uuid"),
+    ("scene_index", "int4"),
+    ("start_frame", "int4"),
+    ("end_frame", "int4"),
+    ("start_s", "float8"),
+    ("end_s", "float8"),
+    ("best_frame", "int4"),
+    ("best_time_s", "float8"),
+    ("frame_path", "text"),
+    ("frame_quality", "jsonb"),
+    ("embedding_visual_clip", "vector"),
+    ("visual_clip_metadata", "jsonb"),
+)
+_COPY_SQL = "COPY scenes ({}) FROM STDIN (FORMAT BINARY)".format(", ".join(name for name, _ in _COPY_COLUMNS))
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON PostgreSQL accepts: NaN/Infinity (which jsonb refuses) become null, numpy scalars plain."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def embedding_array(embedding: Sequence[float] | np.ndarray | None, what: str = "embedding") -> np.ndarray | None:
+    """A float32 vector of the right size, or None; anything else is an error."""
+    if embedding is None:
+        return None
+    vector = np.asarray(embedding, dtype=np.float32).reshape(-1)
+    if vector.shape != (EMBEDDING_DIM,):
+        raise BadInputError(f"{what} has {vector.size} dimensions, expected {EMBEDDING_DIM}")
+    if not np.all(np.isfinite(vector)):
+        raise BadInputError(f"{what} contains NaN or infinite values")
+    return vector
+
+
+def _rows(video_id: UUID, owner_id: UUID, scenes: Sequence[SceneRecord]):
+    seen: set[int] = set()
+    for scene in scenes:
+        if scene.scene_index in seen:
+            raise ProcessingError(f"scene index {scene.scene_index} appears twice for video {video_id}")
+        seen.add(scene.scene_index)
+        try:
+            vector = embedding_array(scene.embedding, f"scene {scene.scene_index}'s embedding")
+        except BadInputError as exc:
+            raise ProcessingError(str(exc)) from None
+        yield (  # plain Python types: binary COPY is strict (no numpy scalars, no Path)
+            video_id,
+            owner_id,
+            int(scene.scene_index),
+            int(scene.start_frame),
+            int(scene.end_frame),
+            float(scene.start_s),
+            float(scene.end_s),
+            None if scene.best_frame is None else int(scene.best_frame),
+            None if scene.best_time_s is None else float(scene.best_time_s),
+            None if scene.frame_path is None else str(scene.frame_path),
+            Jsonb(_json_safe(scene.frame_quality)),
+            vector,
+            Jsonb(_json_safe(scene.visual_clip_metadata)),
+        )
+
+
+def replace_scenes(
+    conn: psycopg.Connection,
+    *,
+    video_id: UUID,
+    owner_id: UUID,
+    source: str,
+    probe: ProbeResult,
+    scenes: list[SceneRecord],
+) -> None:
+    """Make ``scenes`` the video's scenes, atomically.
+
+    One transaction: upsert the video row (probe columns, status ``done``,
+    progress 1.0, error NULL), delete its old scenes, COPY the new ones in.
+    Readers see the old scenes or the new ones, never a mix; re-indexing
+    never duplicates. A video id held by another owner is refused.
+    """
+    rows = list(_rows(video_id, owner_id, scenes))  # validate before touching the database
+    probe_values = {
+        "duration_s": probe.duration_s,
+        "fps": probe.fps,
+        "frame_count": probe.frame_count,
+        "width": probe.width,
+        "height": probe.height,
+        "codec": probe.codec,
+        "rotation": probe.rotation,
+    }
+    with conn.transaction():
+        row = conn.execute(
+            """
+            INSERT INTO videos (id, owner_id, source, status, progress, error, duration_s, fps, frame_count,
+                                width, height, codec, rotation, started_at, finished_at)
+            VALUES (%(id)s, %(owner)s, %(source)s, 'done', 1.0, NULL, %(duration_s)s, %(fps)s, %(frame_count)s,
+                    %(width)s, %(height)s, %(codec)s, %(rotation)s, now(), now())
+            ON CONFLICT (id) DO UPDATE
+               SET source = EXCLUDED.source, status = 'done', progress = 1.0, error = NULL,
+                   duration_s = EXCLUDED.duration_s, fps = EXCLUDED.fps, frame_count = EXCLUDED.frame_count,
+                   width = EXCLUDED.width, height = EXCLUDED.height, codec = EXCLUDED.codec,
+                   rotation = EXCLUDED.rotation, finished_at = now()
+             WHERE videos.owner_id = EXCLUDED.owner_id
+            RETURNING id
+            """,
+            {"id": video_id, "owner": owner_id, "source": source, **probe_values},
+        ).fetchone()
+        if row is None:
+            raise BadInputError(f"video {video_id} already exists for another owner")
+        conn.execute("DELETE FROM scenes WHERE video_id = %s", (video_id,))
+        if rows:
+            with conn.cursor() as cur:
+                with cur.copy(_COPY_SQL) as copy:
+                    copy.set_types([kind for _, kind in _COPY_COLUMNS])
+                    for values in rows:
+                        copy.write_row(values)

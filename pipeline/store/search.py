@@ -1,0 +1,85 @@
+"""Python side of the search RPCs: validate, call the SQL function, return plain dicts."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+from uuid import UUID
+
+import numpy as np
+import psycopg
+from psycopg.rows import dict_row
+
+from pipeline.errors import BadInputError
+from pipeline.store.scenes import embedding_array
+
+MAX_MATCH_COUNT = 1000
+
+_RESULT_COLUMNS = """
+    r.id, r.video_id, r.scene_index, r.start_s, r.end_s, r.frame_path, r.similarity,
+    v.source, s.best_time_s, s.visual_clip_metadata
+"""
+
+
+def _check(owner_id: UUID | None, threshold: float, limit: int) -> None:
+    if owner_id is None:
+        raise BadInputError("a search needs an owner: pass owner_id (vidx search --owner UUID)")
+    if not -1.0 <= float(threshold) <= 1.0:
+        raise BadInputError(f"threshold {threshold} is outside [-1, 1] (similarity is 1 - cosine distance)")
+    if not 1 <= int(limit) <= MAX_MATCH_COUNT:
+        raise BadInputError(f"limit {limit} is outside 1..{MAX_MATCH_COUNT}")
+
+
+def _run(conn: psycopg.Connection, function_sql: str, params: tuple) -> list[dict[str, Any]]:
+    sql = f"""
+        SELECT {_RESULT_COLUMNS}
+          FROM {function_sql} r
+          JOIN videos v ON v.id = r.video_id
+          JOIN scenes s ON s.id = r.id
+         ORDER BY r.similarity DESC, r.id
+    """
+    try:
+        with conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(sql, params).fetchall()
+    except (psycopg.errors.NoDataFound, psycopg.errors.NullValueNotAllowed, psycopg.errors.InvalidParameterValue) as exc:
+        raise BadInputError(exc.diag.message_primary or str(exc)) from None
+
+
+def search_by_embedding(
+    conn: psycopg.Connection,
+    embedding: Sequence[float] | np.ndarray,
+    *,
+    owner_id: UUID,
+    threshold: float,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Scenes of ``owner_id`` nearest to ``embedding``, best first, similarity >= threshold.
+
+    Each dict: id (scene), video_id, scene_index, start_s, end_s, frame_path,
+    similarity, plus source (the video's), best_time_s and visual_clip_metadata.
+    """
+    _check(owner_id, threshold, limit)
+    vector = embedding_array(embedding, "query embedding")
+    if vector is None:
+        raise BadInputError("query embedding is missing")
+    return _run(
+        conn,
+        "search_scenes_by_visual_clip_embedding(%s::vector(512), %s, %s, %s)",
+        (vector, float(threshold), int(limit), owner_id),
+    )
+
+
+def search_similar(
+    conn: psycopg.Connection,
+    scene_id: UUID,
+    *,
+    owner_id: UUID,
+    threshold: float,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Scenes of ``owner_id`` most like scene ``scene_id`` (itself excluded), best first."""
+    _check(owner_id, threshold, limit)
+    return _run(
+        conn,
+        "search_similar_scenes(%s, %s, %s, %s)",
+        (scene_id, float(threshold), int(limit), owner_id),
+    )
