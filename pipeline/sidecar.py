@@ -130,6 +130,20 @@ class SidecarStaging:
         self._done = True
 
 
+def remove_abandoned(sidecar_root: Path, video_id: UUID) -> list[Path]:
+    """Delete staging/old directories a killed job (SIGKILL, OOM) left for this video.
+
+    Only safe while no other job of this video runs: workers call it under
+    their claim on the video.
+    """
+    removed = []
+    for pattern in (f".staging-{video_id}-*", f".old-{video_id}-*"):
+        for path in sidecar_root.glob(pattern):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def read_sidecar(sidecar_root: Path, video_id: UUID) -> dict[str, Any]:
     """Load a committed sidecar (tests, tools)."""
     with open(sidecar_root / str(video_id) / SIDECAR_NAME, encoding="utf-8") as fh:

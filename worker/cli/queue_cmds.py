@@ -2,8 +2,230 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
 import click
+
+from pipeline.config import Settings
+from pipeline.errors import BadInputError, TransientError
+from worker.cli.common import EXIT_FAILURE, EXIT_OK, get_settings, handle_errors, owner_option, print_json
+
+
+def _source_label(raw: str) -> str:
+    """Validate one PATH_OR_URL as far as the enqueuer can see it; return its stored label."""
+    from pipeline.indexer import canonical_source
+    from pipeline.sources import check_local_file, is_url
+
+    if "://" in raw:
+        if not is_url(raw):
+            raise BadInputError(f"{raw}: unsupported URL scheme (use http:// or https://)")
+        return canonical_source(raw)
+    check_local_file(Path(raw).expanduser())
+    return canonical_source(raw)
+
+
+def safe_url(url: str) -> str:
+    """A URL fit for messages: any password masked."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    return maybe_sanitize_url(url)
+
+
+def _connect(settings: Settings):
+    import psycopg
+
+    from pipeline import store
+
+    try:
+        return store.connect(settings)
+    except psycopg.OperationalError as exc:
+        raise TransientError(f"database unavailable: {str(exc).strip().splitlines()[0]}") from None
+
+
+@click.command("enqueue")
+@click.argument("sources", nargs=-1, required=True, metavar="PATH_OR_URL...")
+@owner_option()
+@click.option("--json", "as_json", is_flag=True, help="Print the video ids as JSON.")
+@handle_errors
+def enqueue_command(sources: tuple[str, ...], owner: UUID, as_json: bool) -> None:
+    """Create a queued video row per source and send one indexing task each.
+
+    Every local path is checked before anything is enqueued: one bad path
+    (missing, a directory, empty) enqueues nothing and exits 2. URLs are
+    fetched by the worker. Re-enqueueing a source re-indexes the same video.
+    """
+    from kombu.exceptions import OperationalError as BrokerError
+
+    from pipeline import store
+    from pipeline.indexer import video_id_for
+    from pipeline.store import jobs
+
+    settings = get_settings()
+    labels = [_source_label(raw) for raw in sources]  # all checked before any is enqueued
+    from worker.tasks import send_index_task
+
+    rows = []
+    with _connect(settings) as conn:
+        for label in dict.fromkeys(labels):
+            video_id = video_id_for(owner, label)
+            store.upsert_video(conn, video_id=video_id, owner_id=owner, source=label, status="queued")
+            jobs.reset_for_enqueue(conn, video_id)
+            conn.commit()
+            try:
+                task_id = send_index_task(video_id, owner)
+            except BrokerError as exc:
+                # The row stays queued: the reconciler sends it once the broker is back.
+                raise TransientError(f"broker unavailable ({safe_url(settings.celery_broker_url)}): {exc}") from None
+            rows.append({"video_id": str(video_id), "source": label, "task_id": task_id})
+    if as_json:
+        print_json(rows)
+    else:
+        for row in rows:
+            click.echo(f"{row['video_id']}  {row['source']}")
+
+
+@click.command(
+    "worker",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+)
+@click.option("--beat", is_flag=True, help="Also run celery beat here (the periodic reconciler); one per cluster.")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+@handle_errors
+def worker_command(beat: bool, celery_args: tuple[str, ...]) -> None:
+    """Start a Celery worker on the vidx app; extra options go to ``celery worker``.
+
+    With CLIP on a GPU (CLIP_DEVICE=cuda/auto) and no --concurrency given,
+    it runs one child process per GPU, each pinned to its own GPU.
+    """
+    import os
+
+    settings = get_settings()
+    from worker.app import app, cuda_device_count
+
+    args = list(celery_args)
+    has_concurrency = any(a in ("-c", "--concurrency") or a.startswith("--concurrency=") for a in args)
+    if settings.clip_enabled and settings.clip_device != "cpu" and "VIDX_WORKER_GPUS" not in os.environ:
+        gpus = cuda_device_count()
+        if gpus:
+            os.environ["VIDX_WORKER_GPUS"] = ",".join(str(i) for i in range(gpus))
+            if not has_concurrency:
+                args += ["--concurrency", str(gpus)]
+    if beat:
+        # beat's schedule state lives with vidx's other state, not in the current directory
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        args += ["--beat", "--schedule-filename", str(settings.data_dir / "celerybeat-schedule")]
+    if not any(a in ("-l", "--loglevel") or a.startswith("--loglevel=") for a in args):
+        args += ["--loglevel", settings.log_level.upper()]
+    # --quiet: no banner on stdout, so every line the worker writes is a log record.
+    app.worker_main(["--quiet", "worker", *args])
+
+
+def _format_row(row: dict[str, Any]) -> str:
+    progress = row.get("progress")
+    pct = f"{100 * float(progress):5.1f}%" if progress is not None else "    -"
+    scenes = row.get("scene_count")
+    parts = [
+        str(row.get("id") or row.get("video_id")),
+        f"{row.get('status', '?'):<7}",
+        pct,
+        f"attempts {row.get('attempts', 0)}",
+        f"scenes {scenes if scenes is not None else '-'}",
+        str(row.get("source", "")),
+    ]
+    line = "  ".join(parts)
+    if row.get("error"):
+        line += f"\n    error: {row['error']}"
+    return line
+
+
+@click.command("status")
+@click.argument("video_ids", nargs=-1, type=click.UUID)
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Videos listed without ids.")
+@click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
+@handle_errors
+def status_command(video_ids: tuple[UUID, ...], limit: int, as_json: bool) -> None:
+    """State, progress, attempts, error and scene counts of videos (latest first without ids).
+
+    Exit 1 when a requested id is unknown.
+    """
+    from pipeline import store
+
+    settings = get_settings()
+    with _connect(settings) as conn:
+        if video_ids:
+            rows = [store.get_video(conn, vid) for vid in video_ids]
+        else:
+            rows = store.list_videos(conn, limit=limit)
+    missing = [str(vid) for vid, row in zip(video_ids, rows) if row is None] if video_ids else []
+    rows = [r for r in rows if r is not None]
+    if as_json:
+        print_json(rows)
+    else:
+        for row in rows:
+            click.echo(_format_row(row))
+    for vid in missing:
+        click.echo(f"vidx: error: no video {vid}", err=True)
+    sys.exit(EXIT_FAILURE if missing else EXIT_OK)
+
+
+def check_database(settings: Settings) -> str:
+    with _connect(settings) as conn:
+        conn.execute("SELECT 1").fetchone()
+        version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    if version is None:
+        raise RuntimeError("pgvector extension is not installed")
+    return f"pgvector {version[0]}"
+
+
+def check_broker(settings: Settings) -> str:
+    import redis
+
+    client = redis.Redis.from_url(settings.celery_broker_url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+        from worker.app import QUEUE
+
+        return f"{safe_url(settings.celery_broker_url)}, {client.llen(QUEUE)} message(s) waiting"
+    finally:
+        client.close()
+
+
+def check_model(settings: Settings) -> str:
+    if not settings.clip_enabled:
+        return "CLIP disabled (CLIP_ENABLED=false)"
+    from pipeline.clip import get_model
+
+    model = get_model(settings)
+    dim = getattr(model, "embed_dim", None)
+    return f"{settings.clip_model_name} loaded" + (f" ({dim}-d)" if dim else "")
+
+
+@click.command("health")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@handle_errors
+def health_command(as_json: bool) -> None:
+    """Check the database, the broker and the CLIP model; exit 1 if any fails."""
+    settings = get_settings()
+    results = []
+    for name, check in (("database", check_database), ("broker", check_broker), ("model", check_model)):
+        try:
+            detail = check(settings)
+            results.append({"check": name, "ok": True, "detail": detail})
+        except Exception as exc:  # noqa: BLE001 - each failure is reported, not raised
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            results.append({"check": name, "ok": False, "detail": text})
+    if as_json:
+        print_json(results)
+    else:
+        for r in results:
+            click.echo(f"{r['check']:<9} {'ok' if r['ok'] else 'FAILING'}  {r['detail']}")
+    sys.exit(EXIT_OK if all(r["ok"] for r in results) else EXIT_FAILURE)
 
 
 def register(cli: click.Group) -> None:
     """Attach this module's commands to the root group."""
+    for command in (enqueue_command, worker_command, status_command, health_command):
+        cli.add_command(command)

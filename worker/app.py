@@ -1,0 +1,152 @@
+"""The Celery app: delivery guarantees, per-child model set-up, logging hooks.
+
+Delivery is at-least-once and made safe by the tasks themselves (claim in
+the database, scenes replaced in one transaction), so the settings here aim
+at never losing a job: a message is acknowledged only after its task ends
+(late acks), put back when the child running it dies (reject on worker
+lost), and each child takes one message at a time (prefetch 1). Redis puts
+an unacknowledged message back after the visibility timeout, which must be
+longer than any legitimate run (hard time limit plus the longest retry
+countdown), or a slow job would be duplicated while still running.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+from celery import Celery, signals
+
+from pipeline.config import Settings, load_settings
+from worker.logging import configure_worker_logging
+
+QUEUE = "vidx"
+RETRY_BACKOFF_BASE_S = 1.0
+RETRY_BACKOFF_MAX_S = 300.0
+# Guard against leaks (decoder buffers, torch caches): a child above this
+# resident size is replaced after its current task. CLIP ViT-B-32 on CPU is
+# about 1 GiB resident.
+MAX_MEMORY_PER_CHILD_KIB = 3 * 1024 * 1024
+
+
+def visibility_timeout_s(settings: Settings) -> int:
+    """Longer than any legitimate run: hard limit + longest retry countdown + slack."""
+    return int(settings.task_time_limit_s + RETRY_BACKOFF_MAX_S + 60)
+
+
+def reconcile_interval_s(settings: Settings) -> float:
+    """How often celery beat (``vidx worker --beat``) runs the reconciler."""
+    return max(10.0, settings.stale_after_s / 2)
+
+
+def make_app(settings: Settings) -> Celery:
+    """A Celery app configured from ``settings`` (no side effects beyond the app)."""
+    celery_app = Celery("vidx", broker=settings.celery_broker_url, include=["worker.tasks"])
+    celery_app.conf.update(
+        task_default_queue=QUEUE,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,  # job state lives in the videos table
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,  # a failed job is recorded in its row; the reconciler covers the rest
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.task_soft_time_limit_s,
+        task_time_limit=settings.task_time_limit_s,
+        broker_transport_options={"visibility_timeout": visibility_timeout_s(settings)},
+        broker_connection_retry_on_startup=True,
+        worker_max_memory_per_child=MAX_MEMORY_PER_CHILD_KIB,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_send_task_events=False,
+        beat_schedule={
+            "vidx-reconcile": {"task": "vidx.reconcile", "schedule": reconcile_interval_s(settings)},
+        },
+    )
+    return celery_app
+
+
+settings: Settings = load_settings()
+app = make_app(settings)
+
+# --- per-process state -------------------------------------------------------
+
+_worker_concurrency: int | None = None
+_child_settings: Settings | None = None
+
+
+def worker_settings() -> Settings:
+    """Settings for task code: in a worker child, with its torch thread share applied."""
+    return _child_settings or settings
+
+
+def cuda_device_count() -> int:
+    """GPUs visible, counted in a throw-away process so this one never initialises CUDA.
+
+    CUDA does not survive fork: the parent of the prefork pool must not touch it.
+    """
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", "import torch; print(torch.cuda.device_count())"],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout
+        return int(out.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, ValueError, IndexError, OSError):
+        return 0
+
+
+def threads_per_child(concurrency: int, cores: int | None = None) -> int:
+    """Each child's share of the cores, so children do not oversubscribe the CPU."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, concurrency))
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    """Our handler replaces Celery's logging set-up entirely (root logger untouched by Celery)."""
+    configure_worker_logging(settings)
+
+
+@signals.celeryd_init.connect
+def _worker_init(sender: Any = None, instance: Any = None, **_: Any) -> None:
+    """First hook of a starting worker: JSON logging before Celery says anything, and its concurrency."""
+    global _worker_concurrency
+    configure_worker_logging(settings)
+    _worker_concurrency = getattr(instance, "concurrency", None)
+
+
+@signals.worker_process_init.connect
+def _init_child(**_: Any) -> None:
+    """Runs in each pool child after fork: its thread share and, on GPU hosts, its GPU.
+
+    The CLIP model itself is loaded lazily by the first task that needs it,
+    in this child, never in the parent.
+    """
+    global _child_settings
+    from billiard.process import current_process
+
+    configure_worker_logging(settings)
+    concurrency = _worker_concurrency or app.conf.worker_concurrency or os.cpu_count() or 1
+    threads = settings.clip_cpu_threads or threads_per_child(concurrency)
+    _child_settings = settings.with_overrides(clip_cpu_threads=threads)
+    try:
+        import cv2
+
+        cv2.setNumThreads(threads)
+    except ImportError:  # pragma: no cover - opencv is a dependency
+        pass
+    gpus = os.environ.get("VIDX_WORKER_GPUS")
+    if settings.clip_device != "cpu" and gpus:
+        # One child per GPU: pin this child to "its" GPU before torch sees CUDA.
+        index = getattr(current_process(), "index", 0) or 0
+        visible = gpus.split(",")
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible[index % len(visible)]
+
+
+@signals.worker_ready.connect
+def _reconcile_at_start(sender: Any = None, **_: Any) -> None:
+    """A worker coming up requeues jobs a crash or a lost message left stuck."""
+    app.send_task("vidx.reconcile", queue=QUEUE)
