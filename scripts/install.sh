@@ -8,7 +8,8 @@
 #   VIDX_EXTRAS=test        pip extras of the project to install ("" = none)
 #   VIDX_SKIP_APT=1         do not apt-get (packages already present)
 #   VIDX_APT_PACKAGES=...   override the Debian package list
-#   VIDX_EDITABLE=1         pip install -e . (0: a regular install, as in Docker)
+#   VIDX_SKIP_PYTHON=1      only the Debian packages (the Docker runtime stage)
+#   VIDX_EDITABLE=1         pip install -e . (0: a regular, non-editable install)
 #   TORCH_VERSION/TORCHVISION_VERSION  pinned torch pair (default 2.14.1/0.29.1)
 #   TORCH_INDEX_URL         e.g. https://download.pytorch.org/whl/cpu for a CPU-only wheel
 set -euo pipefail
@@ -34,6 +35,8 @@ if [ "${VIDX_SKIP_APT:-0}" != "1" ] && [ -n "$APT_PACKAGES" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
   fi
 fi
+
+[ "${VIDX_SKIP_PYTHON:-0}" = "1" ] && { log "done (Debian packages only)"; exit 0; }
 
 if [ -n "$VENV" ]; then
   [ -x "$VENV/bin/python" ] || { log "creating $VENV"; python3 -m venv "$VENV"; }
