@@ -1,0 +1,131 @@
+"""Scene detection benchmark: vidx vs PySceneDetect's AdaptiveDetector on one 1080p H.264 video.
+
+    .venv/bin/python bench/scenes.py [--no-variants]
+
+Generates (once, cached in bench/.cache/) a ~3 minute 1080p x264 video
+with known boundaries (hard cuts, dissolves, fades through black) and
+non-boundaries (flashes, fast pans, occluders), then in the same run times:
+
+* plain decoding, ``ffmpeg -i X -f null -`` (the floor);
+* decode-only variants of the detection pass (what skipping deblocking or
+  non-reference frames would save), unless --no-variants;
+* vidx ``detect_scenes`` (boundaries and properly decoded candidates);
+* PySceneDetect ``AdaptiveDetector`` with its defaults (OpenCV decoding).
+
+F1: a cut counts when found within +-2 frames, a gradual transition
+anywhere inside it; each true boundary matches at most one found one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.scenes_video import bench_video  # noqa: E402
+from pipeline.config import Settings  # noqa: E402
+from pipeline.scenes import detect_scenes  # noqa: E402
+from tests.videogen import Boundary  # noqa: E402
+
+CUT_TOLERANCE = 2
+
+
+def f1(found: list[int], truth: list[Boundary]) -> tuple[float, int, int, int]:
+    """(F1, true positives, false positives, misses)."""
+    unused = sorted(found)
+    tp = 0
+    for b in truth:
+        lo, hi = (b.first - CUT_TOLERANCE, b.last + CUT_TOLERANCE) if b.kind == "cut" else (b.first, b.last)
+        hits = [f for f in unused if lo <= f <= hi]
+        if hits:
+            centre = (b.first + b.last) / 2
+            unused.remove(min(hits, key=lambda f: abs(f - centre)))
+            tp += 1
+    fp, fn = len(unused), len(truth) - tp
+    score = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    return score, tp, fp, fn
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def ffmpeg_seconds(args: list[str]) -> float:
+    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", *args]
+    _, seconds = timed(lambda: subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL))
+    return seconds
+
+
+def probe_of(path: Path):
+    try:
+        from pipeline.probe import probe
+
+        return probe(path, Settings())
+    except ImportError:  # pragma: no cover - before pipeline.probe existed
+        from pipeline.types import ProbeResult
+        from tests.videogen import probe_for_tests
+
+        return ProbeResult(**probe_for_tests(path))
+
+
+def run_vidx(path: Path) -> list[int]:
+    scenes = list(detect_scenes(path, probe_of(path), Settings()))
+    return [s.span.start_frame for s in scenes[1:]]
+
+
+def run_pyscenedetect(path: Path) -> list[int]:
+    from scenedetect import AdaptiveDetector, detect
+
+    scenes = detect(str(path), AdaptiveDetector())
+    return [getattr(start, "frame_num", None) or start.get_frames() for start, _ in scenes[1:]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-variants", action="store_true", help="skip the decode-only variants")
+    args = parser.parse_args()
+
+    video, truth, frames = bench_video()
+    x = str(video)
+    cuts = sum(b.kind == "cut" for b in truth)
+    print(f"video: {video.name}, 1920x1080 H.264 (x264 defaults), {frames} frames at 25 fps, "
+          f"{len(truth)} boundaries ({cuts} cuts, {len(truth) - cuts} gradual)")
+
+    floor = ffmpeg_seconds(["-i", x, "-f", "null", "-"])
+    print(f"decode floor  ffmpeg -i X -f null -           {floor:7.1f} s  ({frames / floor:5.0f} fps)")
+    if not args.no_variants:
+        small = ["-vf", "scale=64:36:flags=area", "-f", "rawvideo", "-pix_fmt", "rgb24", "-y", "/dev/null"]
+        variants = {
+            "full decode, 64x36 to pipe": ["-i", x, *small],
+            "-skip_loop_filter all, 64x36": ["-skip_loop_filter", "all", "-i", x, *small],
+            "-skip_loop_filter all -skip_frame noref": ["-skip_loop_filter", "all", "-skip_frame", "noref",
+                                                         "-i", x, *small],
+            "vidx pass: 64x36 + 640x360 every 6th": [
+                "-i", x, "-filter_complex",
+                "[0:v]split=2[d][s];[d]scale=64:36:flags=area,format=rgb24[det];"
+                "[s]select='not(mod(n\\,6))',scale=640:360:flags=bicubic,format=rgb24[smp]",
+                "-map", "[det]", "-f", "rawvideo", "-y", "/dev/null", "-map", "[smp]", "-f", "rawvideo", "-y",
+                "/dev/null"],
+        }
+        for name, cmd in variants.items():
+            s = ffmpeg_seconds(cmd)
+            print(f"  decode only: {name:40s} {s:7.1f} s  ({s / floor:4.2f}x floor)")
+
+    ours, t_ours = timed(lambda: run_vidx(video))
+    theirs, t_theirs = timed(lambda: run_pyscenedetect(video))
+    f_ours, f_theirs = f1(ours, truth), f1(theirs, truth)
+    print(f"vidx detect_scenes            {t_ours:7.1f} s  ({frames / t_ours:5.0f} fps)  "
+          f"F1 {f_ours[0]:.3f}  (tp {f_ours[1]}, fp {f_ours[2]}, missed {f_ours[3]})")
+    print(f"PySceneDetect AdaptiveDetector {t_theirs:6.1f} s  ({frames / t_theirs:5.0f} fps)  "
+          f"F1 {f_theirs[0]:.3f}  (tp {f_theirs[1]}, fp {f_theirs[2]}, missed {f_theirs[3]})")
+    print(f"speed: vidx is {t_theirs / t_ours:.2f}x PySceneDetect; vidx takes {t_ours / floor:.2f}x the decode floor")
+
+
+if __name__ == "__main__":
+    main()

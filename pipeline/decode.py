@@ -1,0 +1,297 @@
+"""Stream decoded frames out of ffmpeg through pipes, scaled inside ffmpeg.
+
+One ffmpeg process decodes the video once and writes raw RGB frames for
+up to two outputs: small frames for shot detection on stdout, and every
+``sample_every``-th frame at analysis size (candidate frames) on a second
+pipe. Python never sees a full-resolution frame and never holds more than
+a batch of frames, so memory stays flat for any length and resolution.
+Frame timestamps come from ffmpeg's ``showinfo`` filter on stderr, so
+variable frame rate works. ffmpeg auto-rotates, so frames are upright.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import BadInputError
+
+_SHOWINFO = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]+\] n:\s*(\d+) pts:\s*(-?\d+)\s+pts_time:(\S+)")
+_ERROR_HINT = re.compile(r"error|invalid|corrupt|missing|truncat|concealing", re.IGNORECASE)
+
+
+def scaled_size(width: int, height: int, target_height: int) -> tuple[int, int]:
+    """(w, h) at ``target_height`` (never upscaled), aspect kept, both even."""
+    out_h = min(target_height, height)
+    out_w = max(2, round(width * out_h / height / 2) * 2)
+    return out_w, max(2, out_h - out_h % 2)
+
+
+def detection_size(width: int, height: int, target_width: int = 64) -> tuple[int, int]:
+    """Small size for detection features: about ``target_width`` wide, aspect kept, even."""
+    out_w = min(target_width, width)
+    out_w -= out_w % 2
+    out_h = max(2, round(height * out_w / width / 2) * 2)
+    return max(2, out_w), out_h
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """What one decoding pass produces.
+
+    ``fast_detection`` lets the decoder skip the H.264/HEVC loop filter
+    (deblocking) — fine for detection features, never for candidate images,
+    so it is only honoured when no samples are requested.
+    """
+
+    detect_size: tuple[int, int]
+    sample_size: tuple[int, int] | None = None
+    sample_every: int = 0
+    fast_detection: bool = False
+    threads: int = 0  # 0: ffmpeg decides
+
+
+@dataclass
+class FrameBatch:
+    """Consecutive detection frames ``first..first+len-1`` with their times, plus any samples among them."""
+
+    first: int
+    frames: np.ndarray  # n x h x w x 3 uint8
+    times: np.ndarray  # n float64 seconds
+    samples: list[tuple[int, np.ndarray]]  # (frame index, RGB image)
+
+
+def _build_command(source: Path, opts: DecodeOptions) -> list[str]:
+    dw, dh = opts.detect_size
+    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-threads", str(opts.threads)]
+    if opts.fast_detection and not opts.sample_size:
+        cmd += ["-skip_loop_filter", "all"]
+    cmd += ["-i", str(source), "-an", "-sn", "-dn"]
+    detect_chain = f"scale={dw}:{dh}:flags=area,format=rgb24,showinfo"
+    if opts.sample_size and opts.sample_every > 0:
+        sw, sh = opts.sample_size
+        graph = (
+            f"[0:v:0]split=2[d][s];[d]{detect_chain}[det];"
+            f"[s]select='not(mod(n\\,{opts.sample_every}))',scale={sw}:{sh}:flags=bicubic,format=rgb24[smp]"
+        )
+        cmd += ["-filter_complex", graph,
+                "-map", "[det]", "-fps_mode", "passthrough", "-f", "rawvideo", "pipe:1",
+                "-map", "[smp]", "-fps_mode", "passthrough", "-f", "rawvideo", "pipe:3"]
+    else:
+        cmd += ["-map", "0:v:0", "-vf", detect_chain, "-fps_mode", "passthrough", "-f", "rawvideo", "pipe:1"]
+    return cmd
+
+
+class _StderrReader(threading.Thread):
+    """Collects showinfo timestamps by frame number and keeps the last error-looking lines.
+
+    Looked up by frame number, so a log line that arrives garbled costs
+    that frame its timestamp (it falls back to frame / fps), never a hang.
+    """
+
+    def __init__(self, stream) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.errors: deque[str] = deque(maxlen=5)
+        self._times: dict[int, float] = {}
+        self._latest = -1
+        self._done = False
+        self._cond = threading.Condition()
+
+    def run(self) -> None:
+        try:
+            for raw in self.stream:
+                line = raw.decode("utf-8", "replace").rstrip()
+                m = _SHOWINFO.search(line)
+                if m:
+                    try:
+                        t = float(m.group(3))
+                    except ValueError:
+                        t = float("nan")
+                    with self._cond:
+                        n = int(m.group(1))
+                        self._times[n] = t
+                        self._latest = max(self._latest, n)
+                        self._cond.notify_all()
+                elif _ERROR_HINT.search(line) and "showinfo" not in line:
+                    self.errors.append(line.strip())
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def time_of(self, n: int) -> float:
+        """Timestamp of frame ``n`` (NaN if its line never came); waits until it was logged."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._latest >= n or self._done)
+            return self._times.pop(n, float("nan"))
+
+
+class _SampleReader(threading.Thread):
+    """Drains the sample pipe so ffmpeg never blocks on it (samples are sparse)."""
+
+    def __init__(self, fd: int, size: tuple[int, int], every: int) -> None:
+        super().__init__(daemon=True)
+        self.file = os.fdopen(fd, "rb", buffering=0)
+        self.nbytes = size[0] * size[1] * 3
+        self.shape = (size[1], size[0], 3)
+        self.every = every
+        self.samples: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue()
+
+    def run(self) -> None:
+        k = 0
+        try:
+            while True:
+                buf = _read_exact(self.file, self.nbytes)
+                if buf is None:
+                    break
+                self.samples.put((k * self.every, np.frombuffer(buf, np.uint8).reshape(self.shape)))
+                k += 1
+        finally:
+            self.file.close()
+            self.samples.put(None)
+
+
+def _read_exact(stream, nbytes: int) -> bytearray | None:
+    """Read exactly ``nbytes`` (or the whole frames available at EOF); None at EOF."""
+    buf = bytearray(nbytes)
+    view = memoryview(buf)
+    got = 0
+    while got < nbytes:
+        n = stream.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    if got == 0:
+        return None
+    return buf if got == nbytes else buf[:got]
+
+
+class FrameStream:
+    """One decoding pass: iterate ``batches()``; always ``close()`` (or use ``with``)."""
+
+    def __init__(self, source: Path, opts: DecodeOptions, batch_frames: int = 128) -> None:
+        self.source = source
+        self.opts = opts
+        self.batch_frames = batch_frames
+        self.frames_read = 0
+        self._proc: subprocess.Popen | None = None
+        self._samples: _SampleReader | None = None
+        self._next_sample = 0
+        self._samples_done = False
+
+    def __enter__(self) -> "FrameStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        cmd = _build_command(self.source, self.opts)
+        pass_fds: tuple[int, ...] = ()
+        sample_r = sample_w = -1
+        if self.opts.sample_size and self.opts.sample_every > 0:
+            sample_r, sample_w = os.pipe()
+            pass_fds = (sample_w,)
+            cmd = [c if c != "pipe:3" else f"pipe:{sample_w}" for c in cmd]
+        try:
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=pass_fds
+            )
+        except FileNotFoundError as exc:  # pragma: no cover - ffmpeg is a hard dependency
+            raise BadInputError("ffmpeg is not installed") from exc
+        finally:
+            if sample_w >= 0:
+                os.close(sample_w)
+        self._stderr = _StderrReader(self._proc.stderr)
+        self._stderr.start()
+        if sample_r >= 0:
+            assert self.opts.sample_size is not None
+            self._samples = _SampleReader(sample_r, self.opts.sample_size, self.opts.sample_every)
+            self._samples.start()
+        else:
+            self._samples_done = True
+
+    def batches(self) -> Iterator[FrameBatch]:
+        """Detection frames in decode order, ``batch_frames`` at a time."""
+        self._start()
+        assert self._proc is not None and self._proc.stdout is not None
+        dw, dh = self.opts.detect_size
+        frame_bytes = dw * dh * 3
+        while True:
+            buf = _read_exact(self._proc.stdout, frame_bytes * self.batch_frames)
+            if buf is None:
+                break
+            n = len(buf) // frame_bytes
+            if n == 0:
+                break
+            frames = np.frombuffer(buf, np.uint8, count=n * frame_bytes).reshape(n, dh, dw, 3)
+            times = np.empty(n)
+            for i in range(n):
+                times[i] = self._stderr.time_of(self.frames_read + i)
+            first = self.frames_read
+            self.frames_read += n
+            yield FrameBatch(first, frames, times, self._take_samples(self.frames_read))
+            if len(buf) < frame_bytes * self.batch_frames:
+                break
+        # Flush samples for the last frames.
+        self._proc.wait()
+
+    def _take_samples(self, upto: int) -> list[tuple[int, np.ndarray]]:
+        """Samples of frames below ``upto``.
+
+        Waits only for samples whose frame was already emitted on the
+        detection pipe (ffmpeg has produced them too), so it cannot deadlock.
+        """
+        out = []
+        every = self.opts.sample_every
+        while not self._samples_done and self._next_sample < upto:
+            item = self._samples.samples.get() if self._samples else None
+            if item is None:
+                self._samples_done = True
+                break
+            out.append(item)
+            self._next_sample = item[0] + every
+        return out
+
+    def finish(self) -> int:
+        """Wait for ffmpeg to exit; returns its exit code."""
+        assert self._proc is not None
+        code = self._proc.wait()
+        self._stderr.join(timeout=5)
+        return code
+
+    def error_summary(self) -> str:
+        """The last decoder complaints, one line."""
+        lines = list(self._stderr.errors) if self._proc else []
+        return "; ".join(re.sub(r"^\[[^\]]+\]\s*", "", line) for line in lines[-2:])[:300]
+
+    def close(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc:
+            for stream in (self._proc.stdout, self._proc.stderr):
+                if stream:
+                    stream.close()
+
+
+def decode_frame_at(source: Path, time_s: float, size: tuple[int, int]) -> np.ndarray | None:
+    """One properly decoded RGB frame at ``time_s`` (accurate seek), or None if there is none."""
+    w, h = size
+    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-ss", f"{max(0.0, time_s):.6f}",
+           "-i", str(source), "-map", "0:v:0", "-frames:v", "1", "-vf", f"scale={w}:{h}:flags=bicubic",
+           "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0 or len(proc.stdout) < w * h * 3:
+        return None
+    return np.frombuffer(proc.stdout[: w * h * 3], np.uint8).reshape(h, w, 3).copy()

@@ -1,0 +1,183 @@
+"""Scene (shot) detection: one streaming decode, shots out as they close.
+
+ffmpeg decodes the video once (pipeline.decode), writing tiny frames for
+the detector and, every few frames, a properly decoded analysis-size
+frame for candidate sampling. The detector (pipeline.shots.detector)
+returns boundaries in order; each closed scene is yielded at once with its
+candidates, so memory stays flat for any video length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import Settings
+from pipeline.decode import DecodeOptions, FrameStream, decode_frame_at, detection_size, scaled_size
+from pipeline.errors import BadInputError
+from pipeline.log import get_logger
+from pipeline.shots.candidates import SampleReservoir, pick_candidates
+from pipeline.shots.detector import ShotBoundary, ShotDetector
+from pipeline.shots.features import frame_features
+from pipeline.types import Candidate, DetectedScene, ProbeResult, SceneSpan
+
+log = get_logger(__name__)
+
+# Decoding that stops before this share of the expected frames is a truncated/corrupt stream.
+_COMPLETE_SHARE = 0.9
+_SAMPLES_PER_S = 4.0
+
+
+def sample_interval(fps: float, min_scene_s: float) -> int:
+    """Frames between candidate samples: about 4 a second, and at least two per shortest scene."""
+    per_scene = max(min_scene_s, 0.1) / 2
+    return max(1, int(round(fps * min(1.0 / _SAMPLES_PER_S, per_scene))))
+
+
+class _Timeline:
+    """Timestamps of the most recent frames (enough to cover the detector's look-back)."""
+
+    def __init__(self, fps: float, keep: int) -> None:
+        self.fps = fps
+        self.keep = keep
+        self.base = 0
+        self.times = np.zeros(0)
+        self.last_step = 1.0 / fps
+
+    def add(self, first: int, times: np.ndarray) -> None:
+        times = times.copy()
+        bad = ~np.isfinite(times)
+        if bad.any():
+            times[bad] = (first + np.flatnonzero(bad)) / self.fps
+        if len(times) > 1:
+            self.last_step = float(np.median(np.diff(times[-8:]))) or self.last_step
+        self.times = np.concatenate([self.times, times])
+        if len(self.times) > self.keep:
+            drop = len(self.times) - self.keep
+            self.times = self.times[drop:]
+            self.base += drop
+
+    def at(self, frame: int) -> float:
+        i = frame - self.base
+        if 0 <= i < len(self.times):
+            return float(self.times[i])
+        return frame / self.fps  # pragma: no cover - outside the kept window
+
+    def end(self) -> float:
+        """Where the last frame's display interval ends."""
+        return float(self.times[-1]) + max(self.last_step, 1e-6) if len(self.times) else 0.0
+
+
+class _SceneAssembler:
+    """Turns boundaries into tiling scenes: minimum and maximum length, times, candidates."""
+
+    def __init__(
+        self, source: Path, settings: Settings, fps: float, sample_size: tuple[int, int], timeline: _Timeline
+    ) -> None:
+        self.source = source
+        self.settings = settings
+        self.min_len = max(1, int(round(settings.min_scene_s * fps)))
+        self.max_len = int(round(settings.max_scene_s * fps)) if settings.max_scene_s > 0 else 0
+        self.sample_size = sample_size
+        self.timeline = timeline
+        self.reservoir = SampleReservoir(capacity=4 * settings.candidates_per_scene)
+        self.start = 0
+        self.start_s = 0.0
+        self.start_guard = 0
+        self.index = 0
+
+    def boundary(self, b: ShotBoundary) -> Iterator[DetectedScene]:
+        yield from self.split_long(b.frame)
+        if b.joins_previous or b.frame - self.start < self.min_len:
+            # Too close to the previous boundary: most likely the same transition
+            # (a fade's two ends), so its frames stay off-limits for candidates.
+            self.start_guard = max(self.start_guard, b.frame - self.start + b.guard)
+            return
+        yield self._close(b.frame, self.timeline.at(b.frame), b.guard, b.guard)
+
+    def split_long(self, final_below: int) -> Iterator[DetectedScene]:
+        """Split the open scene at max length while no boundary can still come before the split."""
+        while self.max_len and self.start + self.max_len < final_below:
+            at = self.start + self.max_len
+            yield self._close(at, self.timeline.at(at), 0, 0)
+
+    def finish(self, frames: int) -> Iterator[DetectedScene]:
+        yield from self.split_long(frames)
+        yield self._close(frames, self.timeline.end(), 0, 0)
+
+    def _close(self, next_start: int, next_start_s: float, guard_end: int, next_guard: int) -> DetectedScene:
+        end = next_start - 1
+        samples = self.reservoir.take_before(next_start)
+        cands = pick_candidates(samples, self.start, end, self.start_guard, guard_end,
+                                self.settings.candidates_per_scene)
+        if not cands:
+            cands = self._fallback(self.start, end, self.start_s, next_start_s)
+        span = SceneSpan(self.index, self.start, end, self.start_s, next_start_s)
+        self.index += 1
+        self.start, self.start_s, self.start_guard = next_start, next_start_s, next_guard
+        return DetectedScene(span=span, candidates=cands)
+
+    def _fallback(self, start: int, end: int, start_s: float, end_s: float) -> list[Candidate]:
+        """A scene too short to hold a sample: decode its middle frame with a targeted seek."""
+        mid_s = (start_s + end_s) / 2
+        image = decode_frame_at(self.source, mid_s, self.sample_size)
+        return [] if image is None else [Candidate((start + end) // 2, mid_s, image)]
+
+
+def detect_scenes(
+    source: Path,
+    probe: ProbeResult,
+    settings: Settings,
+    on_progress: Callable[[float], None] | None = None,
+) -> Iterator[DetectedScene]:
+    """Yield the video's scenes in order as they close (see docs/scenes.md).
+
+    Raises BadInputError when the stream decodes no frame or stops early.
+    """
+    fps = probe.fps if probe.fps and probe.fps > 0 else 25.0
+    width, height = probe.display_width, probe.display_height
+    sample_size = scaled_size(width, height, settings.frame_height)
+    opts = DecodeOptions(
+        detect_size=detection_size(width, height),
+        sample_size=sample_size,
+        sample_every=sample_interval(fps, settings.min_scene_s),
+    )
+    detector = ShotDetector(fps)
+    batch = 128
+    timeline = _Timeline(fps, keep=detector.lookback + detector.lookahead + 2 * batch + 16)
+    scenes = _SceneAssembler(source, settings, fps, sample_size, timeline)
+    expected = probe.frame_count or int(probe.duration_s * fps)
+
+    with FrameStream(source, opts, batch_frames=batch) as stream:
+        for fb in stream.batches():
+            timeline.add(fb.first, fb.times)
+            for frame, image in fb.samples:
+                scenes.reservoir.add(Candidate(frame, timeline.at(frame), image), detector.final_below)
+            hist, grid = frame_features(fb.frames)
+            for b in detector.push(hist, grid):
+                yield from scenes.boundary(b)
+            yield from scenes.split_long(detector.final_below)
+            if on_progress and expected > 0:
+                on_progress(min(1.0, stream.frames_read / expected))
+        code = stream.finish()
+        frames = stream.frames_read
+        _check_complete(source, frames, expected, code, stream.error_summary())
+        for b in detector.finish():
+            yield from scenes.boundary(b)
+        yield from scenes.finish(frames)
+    if on_progress:
+        on_progress(1.0)
+    log.debug("scenes_detected", source=str(source), frames=frames, scenes=scenes.index)
+
+
+def _check_complete(source: Path, frames: int, expected: int, code: int, errors: str) -> None:
+    detail = f" ({errors})" if errors else ""
+    if frames == 0:
+        raise BadInputError(f"no video frames could be decoded from {source.name}{detail}")
+    if code != 0 or (expected > 0 and frames < _COMPLETE_SHARE * expected):
+        approx = f" of ~{expected}" if expected > 0 else ""
+        raise BadInputError(f"corrupt video stream: decoding stopped at frame {frames}{approx}{detail}")
+    if errors:
+        log.warning("decoder_errors_concealed", source=str(source), errors=errors)

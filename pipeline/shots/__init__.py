@@ -1,0 +1,1 @@
+"""Shot boundary detection on small frames: features, the streaming detector, candidate sampling."""

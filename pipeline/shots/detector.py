@@ -1,0 +1,281 @@
+"""Streaming shot boundary detector over per-frame features.
+
+Frames are pushed in batches; boundaries come out in order once enough
+frames after them have been seen (about 2.5 s), so memory is bounded by
+that look-ahead, never by the video's length. Three rules, each relative
+to local statistics rather than fixed to some test material:
+
+* **Flashes** (a camera flash, lightning, one or two frames): a frame
+  that differs from the one before it while a frame one or two later
+  returns to the earlier content gets the earlier frame's features, so no
+  later rule ever sees it.
+* **Hard cuts**: the change into a frame is large in absolute terms and
+  several times the mean change of its neighbours (the rolling-ratio idea
+  of PySceneDetect's AdaptiveDetector, which tolerates camera motion), and
+  every frame just before differs from every frame just after.
+* **Gradual transitions** (dissolves, fades): the colour distribution
+  ``w`` frames before a point differs strongly from ``w`` frames after it,
+  the change is coherent (about as large as the summed frame-to-frame
+  changes, unlike noise or jitter) and isolated (much larger than the
+  same-length change just before and just after, unlike a steady pan or
+  drift). An object passing in front of the camera for less than ``2w``
+  frames leaves both ends alike, so it is not a transition either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.shots.features import content_distance
+
+# Hard cuts.
+CUT_MIN_CHANGE = 0.12  # absolute floor on the change into the cut frame
+CUT_RATIO = 3.0  # ... and at least this times the neighbours' mean change
+CUT_NEIGHBOURS = 3  # frames each side for that mean
+# Flashes.
+FLASH_MIN_CHANGE = 0.08
+FLASH_RETURN = 0.35  # a later frame within this fraction of the jump counts as "back"
+FLASH_MAX_FRAMES = 2
+# Blank frames (a fade's black): luma grid standard deviation below this.
+BLANK_STD = 8.0
+# Gradual transitions.
+GRADUAL_HALF_WINDOW_S = 0.5
+GRADUAL_MIN_CHANGE = 0.3
+GRADUAL_COHERENCE = 0.35
+GRADUAL_ISOLATION = 2.0  # vs the calmer side
+GRADUAL_ISOLATION_BUSY = 1.25  # vs the busier side
+
+
+@dataclass(frozen=True)
+class ShotBoundary:
+    """A new shot starts at ``frame``; ``guard`` frames either side may be transition frames."""
+
+    frame: int
+    kind: str  # "cut" or "gradual"
+    guard: int
+    strength: float
+    joins_previous: bool = False  # the far end of the previous transition (a fade's return from black)
+
+
+class ShotDetector:
+    """Push feature batches, get boundaries back in frame order."""
+
+    def __init__(self, fps: float) -> None:
+        fps = fps if fps and fps > 0 else 25.0
+        self.w = max(3, int(round(GRADUAL_HALF_WINDOW_S * fps)))
+        self.lookahead = 3 * self.w + CUT_NEIGHBOURS + 2
+        self.lookback = 3 * self.w + CUT_NEIGHBOURS + 2
+        self._hist = np.zeros((0, 64), np.float32)
+        self._blank = np.zeros(0, bool)
+        self._last_emitted: ShotBoundary | None = None
+        self._grid: np.ndarray | None = None
+        self._base = 0  # frame index of row 0 of the buffers
+        self._flash_checked = 1  # next frame to check for a flash
+        self._decided = 1  # next frame to decide whether a shot starts there
+        self._pending: list[ShotBoundary] = []
+        self._last_gradual = -(10**9)
+        self.final_below = 0  # every boundary before this frame has been returned
+
+    @property
+    def frames_seen(self) -> int:
+        return self._base + len(self._hist)
+
+    def push(self, hist: np.ndarray, grid: np.ndarray) -> list[ShotBoundary]:
+        """Add the next frames' features; returns boundaries now final."""
+        self._hist = np.concatenate([self._hist, hist.astype(np.float32)])
+        self._blank = np.concatenate([self._blank, grid.std(axis=1) < BLANK_STD])
+        self._grid = grid.astype(np.float32) if self._grid is None else np.concatenate([self._grid, grid])
+        return self._advance(final=False)
+
+    def finish(self) -> list[ShotBoundary]:
+        """No more frames: decide the rest."""
+        if self._grid is None:
+            return []
+        return self._advance(final=True)
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _dist(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Content distance between absolute frames ``a`` and ``b`` (arrays of indices)."""
+        ia, ib = a - self._base, b - self._base
+        return content_distance(self._hist[ia], self._grid[ia], self._hist[ib], self._grid[ib])
+
+    def _suppress_flashes(self, upto: int) -> None:
+        """Give flash frames in [_flash_checked, upto) the features of the frame before them."""
+        end = self.frames_seen
+        t0 = self._flash_checked
+        if upto <= t0:
+            return
+        ts = np.arange(t0, upto)
+        jump = self._dist(ts - 1, ts)
+        for t in ts[jump >= FLASH_MIN_CHANGE]:
+            t = int(t)
+            before = self._dist(np.array([t - 1]), np.array([t]))[0]  # may have changed by a suppression
+            if before < FLASH_MIN_CHANGE:
+                continue
+            for k in range(1, FLASH_MAX_FRAMES + 1):
+                if t + k >= end:
+                    break
+                back = self._dist(np.array([t - 1]), np.array([t + k]))[0]
+                if back <= FLASH_RETURN * before:
+                    rows = slice(t - self._base, t + k - self._base)
+                    self._hist[rows] = self._hist[t - 1 - self._base]
+                    self._grid[rows] = self._grid[t - 1 - self._base]
+                    break
+        self._flash_checked = upto
+
+    def _advance(self, final: bool) -> list[ShotBoundary]:
+        end = self.frames_seen
+        self._suppress_flashes(end if final else max(self._flash_checked, end - FLASH_MAX_FRAMES))
+        hi = end if final else end - self.lookahead
+        if hi > self._decided:
+            self._decide(self._decided, hi, end if final else self._flash_checked)
+            self._decided = hi
+        # Gradual boundaries land up to w frames before the candidate that found them.
+        ready_below = end if final else self._decided - self.w - 1
+        self.final_below = max(self.final_below, ready_below)
+        ready = [self._mark_join(b) for b in self._pending if b.frame < ready_below]
+        self._pending = [b for b in self._pending if b.frame >= ready_below]
+        keep_from = max(0, self._decided - self.lookback) - self._base
+        if keep_from > 0:
+            self._hist = self._hist[keep_from:]
+            self._grid = self._grid[keep_from:]
+            self._blank = self._blank[keep_from:]
+            self._base += keep_from
+        return ready
+
+    def _mark_join(self, b: ShotBoundary) -> ShotBoundary:
+        """A boundary right after a blank stretch that follows the previous one ends the same transition.
+
+        A fade through black (or white) shows up as a change into the blank
+        frames and a change out of them; the frames in between are no shot.
+        """
+        prev, self._last_emitted = self._last_emitted, b
+        if prev is None or b.frame - prev.frame > 3 * self.w:
+            return b
+        lo, hi = prev.frame - self._base, b.frame - self._base
+        if lo < 0 or hi <= lo or self._blank[lo:hi].mean() < 0.3:
+            return b
+        return ShotBoundary(b.frame, b.kind, b.guard, b.strength, joins_previous=True)
+
+    def _decide(self, lo: int, hi: int, known_end: int) -> None:
+        """Find boundaries for candidate frames in [lo, hi) using features in [_base, known_end)."""
+        base, w = self._base, self.w
+        first = max(base + 1, lo - w - CUT_NEIGHBOURS)
+        last = min(known_end, hi + w + CUT_NEIGHBOURS)
+        ts = np.arange(first, last)
+        if len(ts) == 0:
+            return
+        change = self._dist(ts - 1, ts)
+        cuts = self._hard_cuts(ts, change, known_end)
+        cut_frames = ts[cuts]
+        for t in cut_frames:
+            if lo <= t < hi:
+                guard = 1 + self._unsettled_extent(int(t), known_end)
+                self._pending.append(ShotBoundary(int(t), "cut", guard, float(change[t - first])))
+        self._gradual(lo, hi, known_end, cut_frames)
+        self._pending.sort(key=lambda b: b.frame)
+
+    def _unsettled_extent(self, t: int, known_end: int) -> int:
+        """How many frames next to the cut at ``t`` still change unusually fast (a fade's ramp, say).
+
+        Those frames are part of the transition, not of either shot, so
+        candidates keep clear of them.
+        """
+        w = self.w
+        lo, hi = max(self._base + 1, t - 2 * w), min(known_end, t + 2 * w)
+        ts = np.arange(lo, hi)
+        change = self._dist(ts - 1, ts)
+        calm = float(np.median(change))
+        busy = change > max(0.02, 3 * calm)
+        extent = 0
+        for direction in (-1, 1):
+            k = 0
+            while k < w:
+                i = t + direction * (k + 1) - lo
+                if not (0 <= i < len(busy)) or not busy[i]:
+                    break
+                k += 1
+            extent = max(extent, k)
+        return extent
+
+    def _hard_cuts(self, ts: np.ndarray, change: np.ndarray, known_end: int) -> np.ndarray:
+        n = len(ts)
+        padded = np.concatenate([np.zeros(CUT_NEIGHBOURS), change, np.zeros(CUT_NEIGHBOURS)])
+        counts = np.concatenate([np.zeros(CUT_NEIGHBOURS), np.ones(n), np.zeros(CUT_NEIGHBOURS)])
+        kernel = np.ones(2 * CUT_NEIGHBOURS + 1)
+        sums = np.convolve(padded, kernel, mode="valid") - change
+        cnt = np.maximum(1.0, np.convolve(counts, kernel, mode="valid") - 1)
+        neighbour_mean = sums / cnt
+        is_cut = (change >= CUT_MIN_CHANGE) & (change >= CUT_RATIO * neighbour_mean + 0.02)
+        for i in np.flatnonzero(is_cut):
+            t = int(ts[i])
+            before = np.array([a for a in (t - 2, t - 1) if a >= self._base])
+            after = np.array([b for b in (t, t + 1) if b < known_end])
+            aa, bb = np.meshgrid(before, after)
+            if self._dist(aa.ravel(), bb.ravel()).min() < 0.5 * change[i]:
+                is_cut[i] = False
+        return is_cut
+
+    def _gradual(self, lo: int, hi: int, known_end: int, cut_frames: np.ndarray) -> None:
+        base, w = self._base, self.w
+        t_lo, t_hi = max(lo, base + w), min(hi, known_end - w)
+        if t_hi <= t_lo:
+            return
+        # G[t] for t in [t_lo - w, t_hi + w) so each candidate can be compared with its neighbourhood.
+        g_first = max(base + w, t_lo - w)
+        g_last = min(known_end - w, t_hi + w)
+        gts = np.arange(g_first, g_last)
+        G = self._dist(gts - w, gts + w)
+        offset = t_lo - g_first
+        for j in np.flatnonzero(G[offset: offset + t_hi - t_lo] >= GRADUAL_MIN_CHANGE):
+            i = int(j) + offset
+            t, g = g_first + i, G[i]
+            window = G[max(0, i - w): i + w + 1]
+            if np.argmax(window) != min(i, w):
+                continue  # not the (first) local maximum
+            if len(cut_frames) and np.any(np.abs(cut_frames - t) <= w):
+                continue  # a hard cut explains the change
+            a, b = t - w, t + w
+            steps = self._dist(np.arange(a, b), np.arange(a + 1, b + 1)).sum()
+            if g < GRADUAL_COHERENCE * steps:
+                continue
+            if not self._isolated(g, a, b, known_end, cut_frames):
+                continue
+            mid = self._midpoint(a, b)
+            if mid - self._last_gradual <= w:
+                continue
+            self._last_gradual = mid
+            self._pending.append(ShotBoundary(mid, "gradual", w, float(g)))
+
+    def _isolated(self, g: float, a: int, b: int, known_end: int, cut_frames: np.ndarray) -> bool:
+        """Is the change over [a, b] well above the same-length change just before and after it?
+
+        A side window that runs into a hard cut is shortened to stop at the
+        cut (it still measures how fast this shot changes on its own); one
+        left shorter than half the window, or off the video, is left out.
+        The calmer side must be far below, the busier one below.
+        """
+        span = b - a
+        sides = []
+        for lo, hi in ((a - span, a), (b, b + span)):
+            lo, hi = max(lo, self._base), min(hi, known_end - 1)
+            inside = cut_frames[(cut_frames > lo) & (cut_frames <= hi)] if len(cut_frames) else cut_frames
+            if len(inside):
+                lo, hi = (int(inside.max()), hi) if hi == a else (lo, int(inside.min()) - 1)
+            if hi - lo < span // 2:
+                continue
+            # A shortened side is scaled up to the full span: steady drift must not look calm.
+            sides.append(float(self._dist(np.array([lo]), np.array([hi]))[0]) * span / (hi - lo))
+        if not sides:
+            return True
+        return g >= GRADUAL_ISOLATION * min(sides) and g >= GRADUAL_ISOLATION_BUSY * max(sides)
+
+    def _midpoint(self, a: int, b: int) -> int:
+        """The frame in (a, b] where the change from frame a equals the change to frame b."""
+        ss = np.arange(a + 1, b + 1)
+        from_a = self._dist(np.full(len(ss), a), ss)
+        to_b = self._dist(ss, np.full(len(ss), b))
+        return int(ss[np.argmin(np.abs(from_a - to_b))])
