@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The README's main-job command: set everything up, make a sample video with
+# ffmpeg, index it end to end on the embedded defaults (embedded PostgreSQL,
+# in-process pipeline), then search the database with one of its frames.
+#
+# CLIP weights: CLIP_CHECKPOINT if you set it; else the real CLIP_PRETRAINED
+# weights (downloaded once into CLIP_CACHE_DIR); on a machine that cannot
+# download them, a checkpoint of RANDOM weights made locally, so the whole
+# pipeline still runs (its similarities are meaningless; say so loudly).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install.sh
+export VIDX_DATA_DIR="${VIDX_DATA_DIR:-$PWD/.vidx}"
+export VIDX_LOG_LEVEL="${VIDX_LOG_LEVEL:-warning}"
+PY=.venv/bin/python
+VIDX=.venv/bin/vidx
+OWNER=00000000-0000-0000-0000-0000000000d0
+demo="$VIDX_DATA_DIR/demo"
+mkdir -p "$demo"
+
+sample="$demo/sample.mp4"
+[ -f "$sample" ] || $PY scripts/make_sample_video.py "$sample"
+
+if [ -z "${CLIP_CHECKPOINT:-}" ] && ! $PY scripts/clip_weights_reachable.py; then
+  ckpt="$demo/${CLIP_MODEL_NAME:-ViT-B-32}-random.pt"
+  echo "!! CLIP weights for CLIP_PRETRAINED=${CLIP_PRETRAINED:-openai} cannot be downloaded here (offline)."
+  echo "!! Using RANDOM weights ($ckpt) so the pipeline runs end to end; search results are meaningless."
+  [ -f "$ckpt" ] || $PY scripts/make_checkpoint.py "${CLIP_MODEL_NAME:-ViT-B-32}" "$ckpt"
+  export CLIP_CHECKPOINT="$ckpt"
+fi
+
+echo "== vidx index $sample"
+$VIDX index "$sample" --owner "$OWNER" --json > "$demo/index.json"
+$PY - "$demo/index.json" <<'PYEOF'
+import json, sys
+[video] = json.load(open(sys.argv[1]))
+print(f"video {video['video_id']}: {len(video['scenes'])} scenes -> {video['sidecar']}")
+for s in video["scenes"]:
+    state = "embedded" if s["embedded"] else f"no embedding ({s['embedding_error']})"
+    print(f"  scene {s['index']}: {s['start_s']:6.2f}-{s['end_s']:6.2f}s  best frame @{s['best_frame_time_s']:.2f}s"
+          f"  quality {s['quality_score']:.2f}  {state}")
+PYEOF
+query=$($PY -c "import json,sys; v=json.load(open(sys.argv[1]))[0]; print(v['scenes'][2]['frame_path'])" "$demo/index.json")
+
+echo "== vidx search --image $query"
+$VIDX search --image "$query" --owner "$OWNER" --limit 3
+echo "== done: sidecar and JPEGs under $VIDX_DATA_DIR/sidecars; the embedded database keeps running (vidx db stop)"
