@@ -16,6 +16,7 @@ import queue
 import re
 import subprocess
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -161,6 +162,47 @@ class _SampleReader(threading.Thread):
             self.samples.put(None)
 
 
+class _DetectionReader(threading.Thread):
+    """Drains the detection pipe into a bounded queue of byte chunks (None at EOF).
+
+    The bound (``MAX_CHUNKS`` batches, a few MB of tiny frames) keeps memory
+    flat when the consumer is slow; it is far larger than how far ffmpeg's
+    sample output can lag behind its detection output, so it cannot deadlock.
+    """
+
+    MAX_CHUNKS = 32
+
+    def __init__(self, stream, chunk_bytes: int) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.chunk_bytes = chunk_bytes
+        self.chunks: queue.Queue[bytearray | None] = queue.Queue(maxsize=self.MAX_CHUNKS)
+
+    def run(self) -> None:
+        try:
+            while True:
+                try:
+                    buf = _read_exact(self.stream, self.chunk_bytes)
+                except (OSError, ValueError):  # pipe closed under us (close() after an error)
+                    buf = None
+                if buf is None:
+                    break
+                self.chunks.put(buf)
+                if len(buf) < self.chunk_bytes:
+                    break
+        finally:
+            self.chunks.put(None)
+
+    def drain(self, timeout: float = 5.0) -> None:
+        """Empty the queue until the thread ends (after ffmpeg is gone), so it never stays blocked."""
+        deadline = time.monotonic() + timeout
+        while self.is_alive() and time.monotonic() < deadline:
+            try:
+                self.chunks.get(timeout=0.05)
+            except queue.Empty:
+                pass
+
+
 def _read_exact(stream, nbytes: int) -> bytearray | None:
     """Read exactly ``nbytes`` (or the whole frames available at EOF); None at EOF."""
     buf = bytearray(nbytes)
@@ -188,6 +230,7 @@ class FrameStream:
         self._samples: _SampleReader | None = None
         self._next_sample = 0
         self._samples_done = False
+        self._reader: _DetectionReader | None = None
 
     def __enter__(self) -> "FrameStream":
         return self
@@ -227,8 +270,14 @@ class FrameStream:
         assert self._proc is not None and self._proc.stdout is not None
         dw, dh = self.opts.detect_size
         frame_bytes = dw * dh * 3
+        # ffmpeg writes both outputs from one loop: while it blocks writing the
+        # detection pipe it writes no samples either. So the detection pipe is
+        # drained by its own thread, and waiting here for a sample ffmpeg holds
+        # can never stall it (see _DetectionReader).
+        reader = self._reader = _DetectionReader(self._proc.stdout, frame_bytes * self.batch_frames)
+        reader.start()
         while True:
-            buf = _read_exact(self._proc.stdout, frame_bytes * self.batch_frames)
+            buf = reader.chunks.get()
             if buf is None:
                 break
             n = len(buf) // frame_bytes
@@ -279,6 +328,8 @@ class FrameStream:
         if self._proc and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
+        if self._reader is not None:
+            self._reader.drain()
         if self._proc:
             for stream in (self._proc.stdout, self._proc.stderr):
                 if stream:
