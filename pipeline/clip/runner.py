@@ -17,6 +17,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable
 
 from pipeline.clip.errors import InferenceTimeout
+from pipeline.clip.memory import share_one_malloc_arena
 
 # A pass that misses its deadline D is waited for until HANG_FACTOR x D after
 # it was submitted; if it is still not back, the thread counts as hung.
@@ -29,6 +30,7 @@ class InferenceThread:
     def __init__(self, name: str) -> None:
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.hung = False
+        share_one_malloc_arena()  # before the thread exists, so it gets no arena of its own
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
