@@ -40,6 +40,19 @@ def run_ffmpeg(args: list[str]) -> None:
         raise RuntimeError(f"ffmpeg failed: {' '.join(cmd)}\n{proc.stderr}")
 
 
+def _shot_inputs(shots: list[Shot], w: int, h: int, fps: int, tail: str = "") -> tuple[list[str], list[str]]:
+    """ffmpeg inputs and per-shot filter chains ``[vi]`` (trimmed, scaled, constant rate)."""
+    inputs: list[str] = []
+    parts: list[str] = []
+    for i, shot in enumerate(shots):
+        inputs += ["-f", "lavfi", "-i", shot.source.format(w=w, h=h, fps=fps)]
+        parts.append(
+            f"[{i}:v]trim=end_frame={shot.frames},setpts=PTS-STARTPTS,"
+            f"scale={w}:{h},setsar=1,format=yuv420p,fps={fps}{tail}[v{i}]"
+        )
+    return inputs, parts
+
+
 def make_video(
     path: Path,
     shots: list[Shot],
@@ -50,14 +63,7 @@ def make_video(
 ) -> Path:
     """Concatenate ``shots`` with hard cuts into one constant-frame-rate video."""
     w, h = size
-    inputs: list[str] = []
-    parts = []
-    for i, shot in enumerate(shots):
-        inputs += ["-f", "lavfi", "-i", shot.source.format(w=w, h=h, fps=fps)]
-        parts.append(
-            f"[{i}:v]trim=end_frame={shot.frames},setpts=PTS-STARTPTS,"
-            f"scale={w}:{h},setsar=1,format=yuv420p,fps={fps}[v{i}]"
-        )
+    inputs, parts = _shot_inputs(shots, w, h, fps)
     graph = ";".join(parts) + ";" + "".join(f"[v{i}]" for i in range(len(shots)))
     graph += f"concat=n={len(shots)}:v=1:a=0[out]"
     run_ffmpeg(
@@ -158,14 +164,7 @@ def make_timeline(
     if len(transitions) != len(shots) - 1:
         raise ValueError("need one transition between each pair of shots")
     w, h = size
-    inputs: list[str] = []
-    parts = []
-    for i, shot in enumerate(shots):
-        inputs += ["-f", "lavfi", "-i", shot.source.format(w=w, h=h, fps=fps)]
-        parts.append(
-            f"[{i}:v]trim=end_frame={shot.frames},setpts=PTS-STARTPTS,"
-            f"scale={w}:{h},setsar=1,format=yuv420p,fps={fps},settb=1/{fps}[v{i}]"
-        )
+    inputs, parts = _shot_inputs(shots, w, h, fps, tail=f",settb=1/{fps}")
     boundaries: list[Boundary] = []
     label, length = "v0", shots[0].frames
     for i, (shot, tr) in enumerate(zip(shots[1:], transitions), start=1):
