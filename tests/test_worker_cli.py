@@ -82,6 +82,15 @@ def test_health_all_ok(env) -> None:
     assert all(checks[name]["ok"] for name in ("database", "broker", "model"))
 
 
+def test_health_skip_model_checks_only_database_and_broker(env, tmp_path) -> None:
+    garbage = tmp_path / "weights.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    broken_model = {**env, "CLIP_ENABLED": "true", "CLIP_CHECKPOINT": str(garbage)}
+    proc = vidx(broken_model, "health", "--skip-model", "--json", check=False)
+    assert proc.returncode == 0, proc.stdout
+    assert [c["check"] for c in json.loads(proc.stdout)] == ["database", "broker"]
+
+
 def test_health_loads_the_model_when_clip_is_on(env, tiny_clip_checkpoint) -> None:
     model_name, checkpoint = tiny_clip_checkpoint
     clip = {**env, "CLIP_ENABLED": "true", "CLIP_MODEL_NAME": model_name, "CLIP_CHECKPOINT": str(checkpoint),

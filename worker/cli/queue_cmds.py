@@ -205,12 +205,20 @@ def check_model(settings: Settings) -> str:
 
 @click.command("health")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.option(
+    "--skip-model",
+    is_flag=True,
+    help="Check only the database and the broker (cheap enough for a frequent container probe).",
+)
 @handle_errors
-def health_command(as_json: bool) -> None:
+def health_command(as_json: bool, skip_model: bool) -> None:
     """Check the database, the broker and the CLIP model; exit 1 if any fails."""
     settings = get_settings()
     results = []
-    for name, check in (("database", check_database), ("broker", check_broker), ("model", check_model)):
+    checks = [("database", check_database), ("broker", check_broker)]
+    if not skip_model:
+        checks.append(("model", check_model))
+    for name, check in checks:
         try:
             detail = check(settings)
             results.append({"check": name, "ok": True, "detail": detail})
