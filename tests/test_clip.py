@@ -311,3 +311,22 @@ def test_make_checkpoint_script_writes_loadable_random_weights(clip_env, frames,
     monkeypatch.setenv("CLIP_CHECKPOINT", str(out))
     (result,) = embed_frames(frames[:1], clip_env.settings())
     assert result.vector is not None and result.metadata["pretrained"] == str(out)
+
+
+def test_clip_disabled_never_imports_torch(tmp_path):
+    """A CLIP_ENABLED=false process (e.g. a sidecar-only indexer) pays nothing for torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from pipeline.clip import FrameToEmbed, embed_frames\n"
+        "from pipeline.config import load_settings\n"
+        "r = embed_frames([FrameToEmbed(Path('f.jpg'), {'quality_score': 0.4})], load_settings({'CLIP_ENABLED': 'false'}))\n"
+        "assert r[0].vector is None and r[0].metadata['error'].startswith('CLIP disabled')\n"
+        "assert r[0].metadata['frame_quality'] == 0.4\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.returncode == 0, proc.stderr

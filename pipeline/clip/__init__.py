@@ -1,23 +1,52 @@
 """CLIP embedding of each scene's best frame (open_clip), one model per process.
 
-See docs/clip.md. The model is loaded lazily on first use, never at import.
+See docs/clip.md. The model is loaded lazily on first use, never at import;
+torch itself is imported only when something needs the model, so a process
+with ``CLIP_ENABLED=false`` never pays for it (names resolve lazily, PEP 562).
 """
 
-from pipeline.clip.embed import BATCH_SIZE, FrameToEmbed, embed_frames
-from pipeline.clip.errors import ClipUnavailableError
-from pipeline.clip.model import DB_EMBED_DIM, ClipModel
-from pipeline.clip.search import encode_image, encode_text
-from pipeline.clip.singleton import get_model, reset_model
+from __future__ import annotations
 
-__all__ = [
-    "BATCH_SIZE",
-    "DB_EMBED_DIM",
-    "ClipModel",
-    "ClipUnavailableError",
-    "FrameToEmbed",
-    "embed_frames",
-    "encode_image",
-    "encode_text",
-    "get_model",
-    "reset_model",
-]
+import importlib
+from typing import Any, Sequence
+
+from pipeline.clip.frames import BATCH_SIZE, DISABLED_MESSAGE, FrameToEmbed, disabled_results
+from pipeline.config import Settings
+from pipeline.types import EmbeddingResult
+
+_LAZY = {
+    "ClipUnavailableError": "pipeline.clip.errors",
+    "DB_EMBED_DIM": "pipeline.clip.model",
+    "ClipModel": "pipeline.clip.model",
+    "encode_image": "pipeline.clip.search",
+    "encode_text": "pipeline.clip.search",
+    "get_model": "pipeline.clip.singleton",
+}
+
+__all__ = ["BATCH_SIZE", "DISABLED_MESSAGE", "FrameToEmbed", "embed_frames", "reset_model", *_LAZY]
+
+
+def embed_frames(
+    frames: Sequence[FrameToEmbed], settings: Settings, *, batch_size: int = BATCH_SIZE
+) -> list[EmbeddingResult]:
+    """One result per frame, in order; NULL + reason on any failure (see pipeline/clip/embed.py)."""
+    if not settings.clip_enabled:
+        return disabled_results(frames, settings)
+    from pipeline.clip.embed import embed_frames as embed_with_model
+
+    return embed_with_model(frames, settings, batch_size=batch_size)
+
+
+def reset_model() -> None:
+    """Drop this process's model (tests, reconfiguration); a no-op if torch was never loaded."""
+    import sys
+
+    singleton = sys.modules.get("pipeline.clip.singleton")
+    if singleton is not None:
+        singleton.reset_model()
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,8 +22,6 @@ Timeout rule (``CLIP_TIMEOUT_S`` = T, per scene):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,31 +29,16 @@ import numpy as np
 import torch
 
 from pipeline.clip.errors import ClipUnavailableError, InferenceTimeout
-from pipeline.clip.loader import weights_label
+from pipeline.clip.frames import BATCH_SIZE, FrameToEmbed, clip_metadata, disabled_results
 from pipeline.clip.memory import release_free_memory
 from pipeline.clip.model import DB_EMBED_DIM, ClipModel
 from pipeline.clip.preprocess import ImageReadError, to_tensor
-from pipeline.clip.singleton import DISABLED_MESSAGE, configured_device, discard_hung_model, get_model
+from pipeline.clip.singleton import configured_device, discard_hung_model, get_model
 from pipeline.config import Settings
 from pipeline.log import get_logger
 from pipeline.types import EmbeddingResult
 
 log = get_logger(__name__)
-
-BATCH_SIZE = 16
-
-
-@dataclass(frozen=True)
-class FrameToEmbed:
-    """A scene's best frame: its JPEG and its quality (``FrameQuality.to_json()``).
-
-    ``label`` is what ``visual_clip_metadata.frame_path`` records (e.g. the
-    sidecar-relative ``scene_0000.jpg``); default ``str(path)``.
-    """
-
-    path: Path
-    quality: dict
-    label: str | None = None
 
 
 def embed_frames(
@@ -85,8 +68,7 @@ class _Embedding:
 
     def run(self) -> list[EmbeddingResult]:
         if not self.settings.clip_enabled:
-            for i in range(len(self.frames)):
-                self._fail(i, DISABLED_MESSAGE)
+            return disabled_results(self.frames, self.settings)
         else:
             for start in range(0, len(self.frames), self.batch_size):
                 chunk = list(range(start, min(len(self.frames), start + self.batch_size)))
@@ -171,33 +153,15 @@ class _Embedding:
         )
 
     def _label(self, i: int) -> str:
-        frame = self.frames[i]
-        return frame.label if frame.label is not None else str(frame.path)
+        return self.frames[i].frame_label
 
     def _metadata(
         self, i: int, model: ClipModel | None, *, device: str, inference_time_ms: float | None, error: str | None
     ) -> dict[str, Any]:
-        """``visual_clip_metadata``, exactly the contract's keys; ``frame_quality`` is the quality_score."""
-        return {
-            "model_name": self.settings.clip_model_name,
-            "pretrained": weights_label(self.settings),
-            "embed_dim": model.embed_dim if model is not None else None,
-            "normalized": self.settings.clip_normalize,
-            "device": device,
-            "frame_path": self._label(i),
-            "frame_quality": _quality_score(self.frames[i].quality),
-            "inference_time_ms": inference_time_ms,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-            "error": error,
-        }
-
-
-def _quality_score(quality: Any) -> float | None:
-    """The frame's ``quality_score`` from its quality dict (or a ``FrameQuality``), None if absent."""
-    if isinstance(quality, dict):
-        return quality.get("quality_score")
-    return getattr(quality, "quality_score", None)
-
+        return clip_metadata(
+            self.settings, self.frames[i], embed_dim=model.embed_dim if model is not None else None,
+            device=device, inference_time_ms=inference_time_ms, error=error,
+        )
 
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()

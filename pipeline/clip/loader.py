@@ -20,6 +20,7 @@ import open_clip
 import torch
 
 from pipeline.clip.errors import ClipUnavailableError
+from pipeline.clip.frames import weights_label
 from pipeline.clip.memory import release_free_memory
 from pipeline.clip.model import DB_EMBED_DIM, ClipModel
 from pipeline.clip.runner import InferenceThread
@@ -50,11 +51,6 @@ def resolve_device(requested: str) -> str:
     if requested == "cuda" and not torch.cuda.is_available():
         raise ClipUnavailableError("Model load failed: CLIP_DEVICE=cuda but CUDA is not available")
     return requested
-
-
-def weights_label(settings: Settings) -> str:
-    """Where the weights come from, as recorded in ``visual_clip_metadata.pretrained``."""
-    return str(settings.clip_checkpoint) if settings.clip_checkpoint else settings.clip_pretrained
 
 
 def _register_config_next_to_checkpoint(settings: Settings) -> None:

@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 
 from pipeline.clip.errors import ClipUnavailableError
-from pipeline.clip.loader import load_clip, resolve_device, weights_label
+from pipeline.clip.frames import DISABLED_MESSAGE, weights_label
+from pipeline.clip.loader import load_clip, resolve_device
 from pipeline.clip.model import ClipModel
 from pipeline.config import Settings
 from pipeline.log import get_logger
@@ -26,7 +27,6 @@ log = get_logger(__name__)
 
 LOAD_RETRY_AFTER_S = 60.0
 MAX_HUNG_MODELS = 2
-DISABLED_MESSAGE = "CLIP disabled (CLIP_ENABLED=false)"
 
 
 @dataclass
