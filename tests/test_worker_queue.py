@@ -83,10 +83,15 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def long_video(media_dir: Path) -> Path:
-    """Long enough (6 scenes, 18 s) that a test can interrupt it mid-job."""
-    path = media_dir / "long_6x75.mp4"
+    """Slow enough to index (6 scenes, 36 s of 720p: ~3 s on 2 cores) that a test can interrupt it mid-job.
+
+    The job's own length is what these tests race against (a kill or a 1 s
+    soft limit must land while it runs), so it must not be a tiny video.
+    """
+    path = media_dir / "long_6x150_720p.mp4"
     if not path.exists():
-        videogen.make_cut_video(path, [75] * 6, size=(320, 180))
+        shots = [videogen.Shot(videogen.SOURCES[i % len(videogen.SOURCES)], 150) for i in range(6)]
+        videogen.make_video(path, shots, size=(1280, 720), extra=["-preset", "ultrafast"])
     return path
 
 
