@@ -91,24 +91,24 @@ def make_audio_only(path: Path) -> Path:
     return path
 
 
-def make_truncated(path: Path) -> Path:
-    """An MP4 cut in half whose index (moov, at the front) still lists every frame."""
+def _first_half_of(path: Path, faststart: bool) -> Path:
+    """Encode a valid MP4, then keep only its first half at ``path``."""
     tmp = path.with_name(path.name + ".whole.mp4")
-    _encode(tmp, faststart=True)
+    _encode(tmp, faststart=faststart)
     data = tmp.read_bytes()
     tmp.unlink()
     path.write_bytes(data[: len(data) // 2])
     return path
+
+
+def make_truncated(path: Path) -> Path:
+    """An MP4 cut in half whose index (moov, at the front) still lists every frame."""
+    return _first_half_of(path, faststart=True)
 
 
 def make_truncated_no_index(path: Path) -> Path:
     """An MP4 cut in half before its index (moov at the end, as a recording cut off)."""
-    tmp = path.with_name(path.name + ".whole.mp4")
-    _encode(tmp, faststart=False)
-    data = tmp.read_bytes()
-    tmp.unlink()
-    path.write_bytes(data[: len(data) // 2])
-    return path
+    return _first_half_of(path, faststart=False)
 
 
 def make_corrupt(path: Path) -> Path:
