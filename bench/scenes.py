@@ -26,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scenes_video import bench_video  # noqa: E402
-from pipeline.config import Settings  # noqa: E402
-from pipeline.scenes import detect_scenes  # noqa: E402
-from tests.videogen import Boundary  # noqa: E402
+from bench.scenes_video import bench_video
+from pipeline.config import Settings
+from pipeline.scenes import detect_scenes
+from tests.videogen import Boundary
 
 CUT_TOLERANCE = 2
 

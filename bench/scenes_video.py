@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.videogen import Boundary, Shot, Transition, make_timeline, with_flash, with_occluder, with_pan  # noqa: E402
+from tests.videogen import Boundary, Shot, Transition, make_timeline, with_flash, with_occluder, with_pan
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 SRC_W, SRC_H = 480, 270

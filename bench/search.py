@@ -35,10 +35,10 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pgvector.psycopg import register_vector  # noqa: E402
+from pgvector.psycopg import register_vector
 
-from pipeline.store import embedded, ensure_pgvector, migrate  # noqa: E402
-from pipeline.store.connection import with_database  # noqa: E402
+from pipeline.store import embedded, ensure_pgvector, migrate
+from pipeline.store.connection import with_database
 
 DIM = 512
 BENCH_DB = "vidx_bench"

@@ -8,9 +8,10 @@ as an odd error in the middle of a job.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from pipeline.errors import ConfigError
 
@@ -180,7 +181,7 @@ class Settings:
                 f"a value greater than VIDX_TASK_SOFT_TIME_LIMIT_S ({self.task_soft_time_limit_s})",
             )
 
-    def with_overrides(self, **changes: Any) -> "Settings":
+    def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields changed (CLI flags, tests)."""
         return replace(self, **changes)
 

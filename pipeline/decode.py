@@ -232,7 +232,7 @@ class FrameStream:
         self._samples_done = False
         self._reader: _DetectionReader | None = None
 
-    def __enter__(self) -> "FrameStream":
+    def __enter__(self) -> FrameStream:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -32,3 +32,31 @@ class ProcessingError(VidxError):
 
 class TransientError(VidxError):
     """A dependency (database, broker, network) is unreachable; worth a retry."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type name when empty), for one-line reasons.
+
+    Cut at a word boundary, never mid-word, so a shortened reason still reads as text.
+    """
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else type(exc).__name__
+    return shorten(text, limit)
+
+
+def one_line(exc: BaseException) -> str:
+    """The user-facing one-line reason of an error: our own errors speak for themselves, others name their type."""
+    text = first_line(exc)
+    if isinstance(exc, VidxError) or text == type(exc).__name__:
+        return text
+    return f"{type(exc).__name__}: {text}"
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    """``text`` within ``limit`` characters, cut at a word boundary with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut[limit // 2 :]:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "…"

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 from uuid import UUID
 
 import cv2
 import numpy as np
 
 from pipeline.config import Settings
-from pipeline.errors import ProcessingError, TransientError
+from pipeline.errors import ProcessingError
 from pipeline.log import get_logger
 from pipeline.sidecar import SidecarStaging, build_sidecar, frame_filename
 from pipeline.types import DetectedScene, ProbeResult, SceneRecord
@@ -119,17 +119,10 @@ def _embed(records: list[SceneRecord], staging: SidecarStaging, settings: Settin
 def _write_database(
     settings: Settings, video_id: UUID, owner_id: UUID, source: str, probe: ProbeResult, records: list[SceneRecord]
 ) -> None:
-    import psycopg
-
     from pipeline import store
 
-    try:
-        with store.connect(settings) as conn:
-            store.replace_scenes(
-                conn, video_id=video_id, owner_id=owner_id, source=source, probe=probe, scenes=records
-            )
-    except psycopg.OperationalError as exc:
-        raise TransientError(f"database unavailable: {str(exc).strip().splitlines()[0]}") from exc
+    with store.connect(settings) as conn:  # connection trouble arrives as TransientError
+        store.replace_scenes(conn, video_id=video_id, owner_id=owner_id, source=source, probe=probe, scenes=records)
 
 
 def index_video(

@@ -24,7 +24,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream=None) -> No
         if use_json
         else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
-    shared = [
+    shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -16,6 +16,7 @@ front, cut in half), which no header check can see. Every refusal is a
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -340,7 +341,7 @@ def _duration(packets: _Packets, header_duration: float | None, header_fps: floa
     if len(packets.times) >= 2:
         step = packets.last_duration
         if step <= 0:
-            step = statistics.median(b - a for a, b in zip(packets.times, packets.times[1:]))
+            step = statistics.median(b - a for a, b in itertools.pairwise(packets.times))
         span = packets.times[-1] - packets.times[0] + step
         if span > 0:
             return span
@@ -362,7 +363,7 @@ def _fps(packets: _Packets, duration: float, header_fps: float | None) -> float:
 def _is_variable_rate(times: list[float], stream: dict[str, Any]) -> bool:
     """Variable when a noticeable share of frame intervals differ from the typical one."""
     if len(times) >= 3:
-        deltas = [b - a for a, b in zip(times, times[1:]) if b > a]
+        deltas = [b - a for a, b in itertools.pairwise(times) if b > a]
         if len(deltas) >= 2:
             typical = statistics.median(deltas)
             irregular = sum(1 for d in deltas if abs(d - typical) > _VFR_DEVIATION * typical)

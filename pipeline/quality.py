@@ -9,7 +9,7 @@ docs/ranking.md; keep the two in step.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -192,7 +192,7 @@ def _blur_effect(luma: np.ndarray) -> float:
         total = float(cv2.sumElems(d_frame)[0])
         if total <= 1e-6:
             return 1.0
-        lost = float(cv2.sumElems(cv2.max(cv2.subtract(d_frame, d_blur), 0.0))[0])
+        lost = float(cv2.sumElems(np.maximum(cv2.subtract(d_frame, d_blur), 0.0))[0])
         worst = max(worst, (total - lost) / total)
     return worst
 

@@ -92,7 +92,7 @@ class SidecarStaging:
         self.path.mkdir()
         self._done = False
 
-    def __enter__(self) -> "SidecarStaging":
+    def __enter__(self) -> SidecarStaging:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -7,6 +7,10 @@ from typing import Any
 
 import numpy as np
 
+# Width of every stored embedding: the database column is scenes.embedding_visual_clip vector(512).
+# The migrations' SQL spells the same number; tests/test_migrations.py checks they agree.
+EMBEDDING_DIM = 512
+
 
 @dataclass(frozen=True)
 class ProbeResult:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.videogen import SOURCES, Shot, make_video  # noqa: E402
+from tests.videogen import SOURCES, Shot, make_video
 
 FPS = 25
 SHOT_FRAMES = [75, 50, 100, 60, 40, 75]

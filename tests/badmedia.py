@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tests.videogen import SOURCES, run_ffmpeg
 

@@ -18,8 +18,8 @@ from PIL import Image
 
 from pipeline import store
 from pipeline.store import embedded
-from worker.cli import cli
 from tests.fixtures.database import probe_result, scene_records, unit_vectors
+from worker.cli import cli
 
 OWNER = uuid.UUID("33333333-3333-3333-3333-333333333333")
 OTHER = uuid.UUID("44444444-4444-4444-4444-444444444444")

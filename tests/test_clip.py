@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,7 @@ def frames(tmp_path) -> list[FrameToEmbed]:
 def test_embeddings_are_512_normalized_with_contract_metadata(clip_env, frames):
     results = embed_frames(frames, clip_env.settings())
     assert len(results) == len(frames)
-    for frame, result in zip(frames, results):
+    for frame, result in zip(frames, results, strict=True):
         assert len(result.vector) == 512
         assert np.linalg.norm(result.vector) == pytest.approx(1.0, abs=1e-5)
         meta = result.metadata
@@ -60,7 +60,7 @@ def test_embeddings_are_512_normalized_with_contract_metadata(clip_env, frames):
         assert meta["frame_path"] == str(frame.path)
         assert meta["frame_quality"] == frame.quality["quality_score"]
         assert meta["inference_time_ms"] >= 0
-        assert datetime.fromisoformat(meta["created_at"]).utcoffset() == timezone.utc.utcoffset(None)
+        assert datetime.fromisoformat(meta["created_at"]).utcoffset() == UTC.utcoffset(None)
 
 
 def test_label_is_recorded_as_frame_path(clip_env, frames):
@@ -86,7 +86,7 @@ def test_identical_frames_give_identical_embeddings(clip_env, frames, tmp_path):
 def test_batched_and_one_at_a_time_agree(clip_env, frames):
     batched = embed_frames(frames, clip_env.settings(), batch_size=16)
     single = embed_frames(frames, clip_env.settings(), batch_size=1)
-    for b, s in zip(batched, single):
+    for b, s in zip(batched, single, strict=True):
         np.testing.assert_allclose(b.vector, s.vector, atol=1e-5)
 
 
@@ -269,7 +269,7 @@ def test_a_process_that_only_embeds_frames_never_holds_the_text_tower(clip_env, 
     assert sum(p.numel() for p in model.model.parameters()) < sum(p.numel() for p in full.model.parameters())
     again = embed_frames(frames[:2], settings)
     assert singleton.loaded_model() is full  # no reload: the full model embeds frames too
-    for a, b in zip(image_only, again):
+    for a, b in zip(image_only, again, strict=True):
         np.testing.assert_allclose(a.vector, b.vector, atol=1e-6)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def starts(scenes: list[DetectedScene]) -> list[int]:
 def assert_tiles(scenes: list[DetectedScene], total_frames: int) -> None:
     assert scenes[0].span.start_frame == 0 and scenes[0].span.start_s == 0.0
     assert scenes[-1].span.end_frame == total_frames - 1
-    for i, (a, b) in enumerate(zip(scenes, scenes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(scenes)):
         assert a.span.index == i and b.span.index == i + 1
         assert b.span.start_frame == a.span.end_frame + 1
         assert b.span.start_s == a.span.end_s
@@ -104,7 +105,7 @@ def test_dissolve_and_fade_are_found_inside_the_transition(gradual_video):
     scenes = run(path)
     found = starts(scenes)[1:]
     assert len(found) == len(boundaries), (found, boundaries)
-    for frame, truth in zip(found, boundaries):
+    for frame, truth in zip(found, boundaries, strict=True):
         assert in_boundary(frame, truth), (frame, truth)
     assert_tiles(scenes, total)
 

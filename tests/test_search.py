@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import psycopg
@@ -142,7 +142,7 @@ def test_threshold_is_applied(conn, dataset: Dataset) -> None:
 
 
 def test_owners_never_see_each_others_rows(conn, dataset: Dataset) -> None:
-    scene_owner = dict(zip(dataset.ids, dataset.owners))
+    scene_owner = dict(zip(dataset.ids, dataset.owners, strict=True))
     for owner, donor in ((SMALL, BIG), (BIG, SMALL), (REST[0], SMALL)):
         # query with another owner's exact vectors: their rows would be the perfect matches
         for row in dataset.rows_of(donor)[:3]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import http.server
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -18,7 +18,7 @@ from tests.fixtures.queue import free_port
 class _Handler(http.server.SimpleHTTPRequestHandler):
     """Serves the test directory; ``/stream/N`` sends N bytes without a Content-Length."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         if self.path.startswith("/stream/"):
             size = int(self.path.rsplit("/", 1)[1])
             self.send_response(200)

@@ -10,7 +10,8 @@ import psycopg
 import pytest
 import redis
 
-from tests.fixtures.queue import free_port, run_vidx as vidx, worker_env
+from tests.fixtures.queue import free_port, worker_env
+from tests.fixtures.queue import run_vidx as vidx
 
 OWNER = uuid.UUID("22222222-2222-2222-2222-222222222222")
 

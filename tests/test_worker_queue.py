@@ -109,7 +109,7 @@ def test_three_videos_end_done_with_their_scenes(env, clean_database_url, worker
     worker = workers.start(env)
     ids = enqueue(env, *paths)
     rows = wait_finished(clean_database_url, ids, timeout=90)
-    for vid, layout in zip(ids, layouts.values()):
+    for vid, layout in zip(ids, layouts.values(), strict=True):
         row = rows[vid]
         assert (row["status"], row["error"], row["attempts"]) == ("done", None, 1)
         assert row["scene_count"] == row["distinct_scenes"] == len(layout)

@@ -167,7 +167,7 @@ def make_timeline(
     inputs, parts = _shot_inputs(shots, w, h, fps, tail=f",settb=1/{fps}")
     boundaries: list[Boundary] = []
     label, length = "v0", shots[0].frames
-    for i, (shot, tr) in enumerate(zip(shots[1:], transitions), start=1):
+    for i, (shot, tr) in enumerate(zip(shots[1:], transitions, strict=True), start=1):
         out = f"j{i}"
         if tr.kind == "cut":
             parts.append(f"[{label}][v{i}]concat=n=2:v=1:a=0,settb=1/{fps},setpts=N[{out}]")

@@ -27,7 +27,7 @@ from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded
 
 from pipeline.config import Settings
-from pipeline.errors import BadInputError, TransientError, VidxError
+from pipeline.errors import BadInputError, TransientError, one_line
 from pipeline.log import get_logger
 from pipeline.sources import open_source
 from pipeline.store import jobs
@@ -49,26 +49,15 @@ def backoff_s(retries: int) -> float:
     return min(RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_BASE_S * (2**retries)) * random.uniform(0.8, 1.2)
 
 
-def one_line(exc: BaseException) -> str:
-    """The user-facing one-line reason of an error."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, VidxError):
-        return text or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def open_job_connection(settings: Settings) -> psycopg.Connection:
     """An autocommit connection for job bookkeeping (its session holds the video's lock)."""
     from pipeline import store
 
-    try:
-        conn = store.connect(settings)  # connection failures arrive as TransientError
-        if not conn.autocommit:
-            conn.rollback()
-            conn.autocommit = True
-        return conn
-    except psycopg.OperationalError as exc:  # e.g. the server went away during migrations
-        raise TransientError(f"database unavailable: {one_line(exc)}") from exc
+    conn = store.connect(settings)  # connection failures (also during migrations) arrive as TransientError
+    if not conn.autocommit:
+        conn.rollback()
+        conn.autocommit = True
+    return conn
 
 
 class _ProgressReporter:
@@ -104,7 +93,7 @@ def index_video_task(self: Any, video_id: str, owner_id: str | None = None) -> d
             return {"video_id": str(vid), "outcome": "abandoned"}  # the reconciler requeues it later
         countdown = backoff_s(self.request.retries)
         log.warning("job_retry", reason=str(exc), countdown_s=round(countdown, 1), phase="claim")
-        raise self.retry(countdown=countdown, exc=exc)
+        raise self.retry(countdown=countdown, exc=exc) from exc
     try:
         return _run_job(self, conn, vid, settings)
     finally:
@@ -118,10 +107,10 @@ def _run_job(task: Any, conn: psycopg.Connection, vid: UUID, settings: Settings)
     except psycopg.OperationalError as exc:
         countdown = backoff_s(task.request.retries)
         log.warning("job_retry", reason=one_line(exc), countdown_s=round(countdown, 1), phase="claim")
-        raise task.retry(countdown=countdown, exc=TransientError(f"database unavailable: {one_line(exc)}"))
+        raise task.retry(countdown=countdown, exc=TransientError(f"database unavailable: {one_line(exc)}")) from exc
     if claim.owner_id is not None:
         bind_owner(claim.owner_id)
-    if claim.status is not jobs.ClaimStatus.CLAIMED:
+    if claim.status is not jobs.ClaimStatus.CLAIMED or claim.source is None or claim.owner_id is None:
         level = log.error if claim.status is jobs.ClaimStatus.GAVE_UP else log.info
         level("job_skipped", reason=claim.status.value, attempts=claim.attempts, error=claim.error)
         return {"video_id": str(vid), "outcome": claim.status.value}
@@ -149,7 +138,7 @@ def _run_job(task: Any, conn: psycopg.Connection, vid: UUID, settings: Settings)
         return _fail(conn, vid, one_line(exc), kind="bad_input")
     except SoftTimeLimitExceeded:
         return _fail(conn, vid, f"timed out after {settings.task_soft_time_limit_s}s", kind="timeout")
-    except Exception as exc:  # noqa: BLE001 - transient and unexpected errors: retry, bounded by attempts
+    except Exception as exc:
         reason = one_line(exc)
         if claim.attempts >= settings.max_attempts:
             return _fail(conn, vid, f"failed after {claim.attempts} attempts: {reason}", kind="exhausted")
@@ -160,7 +149,7 @@ def _run_job(task: Any, conn: psycopg.Connection, vid: UUID, settings: Settings)
             "job_retry", reason=reason, transient=isinstance(exc, TransientError),
             attempt=claim.attempts, countdown_s=round(countdown, 1),
         )
-        raise task.retry(countdown=countdown, exc=exc)
+        raise task.retry(countdown=countdown, exc=exc) from exc
     log.info(
         "job_done", scenes=len(result.scenes), attempt=claim.attempts,
         seconds=round(time.monotonic() - started, 2),

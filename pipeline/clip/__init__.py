@@ -8,7 +8,8 @@ with ``CLIP_ENABLED=false`` never pays for it (names resolve lazily, PEP 562).
 from __future__ import annotations
 
 import importlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pipeline.clip.frames import BATCH_SIZE, DISABLED_MESSAGE, FrameToEmbed, disabled_results
 from pipeline.config import Settings
@@ -16,7 +17,6 @@ from pipeline.types import EmbeddingResult
 
 _LAZY = {
     "ClipUnavailableError": "pipeline.clip.errors",
-    "DB_EMBED_DIM": "pipeline.clip.model",
     "ClipModel": "pipeline.clip.model",
     "encode_image": "pipeline.clip.search",
     "encode_text": "pipeline.clip.search",

@@ -22,21 +22,30 @@ Timeout rule (``CLIP_TIMEOUT_S`` = T, per scene):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from pipeline.clip.errors import ClipUnavailableError, InferenceTimeout
+from pipeline.clip.errors import (
+    EMBEDDING_PREFIX,
+    IMAGE_READ_PREFIX,
+    INFERENCE_PREFIX,
+    ClipUnavailableError,
+    InferenceTimeout,
+    timeout_reason,
+)
 from pipeline.clip.frames import BATCH_SIZE, FrameToEmbed, clip_metadata, disabled_results
 from pipeline.clip.memory import release_free_memory
-from pipeline.clip.model import DB_EMBED_DIM, ClipModel
+from pipeline.clip.model import ClipModel
 from pipeline.clip.preprocess import ImageReadError, to_tensor
 from pipeline.clip.singleton import configured_device, discard_hung_model, get_model
 from pipeline.config import Settings
+from pipeline.errors import first_line
 from pipeline.log import get_logger
-from pipeline.types import EmbeddingResult
+from pipeline.types import EMBEDDING_DIM, EmbeddingResult
 
 log = get_logger(__name__)
 
@@ -64,7 +73,7 @@ class _Embedding:
         self.settings = settings
         self.batch_size = batch_size
         self.results: list[EmbeddingResult | None] = [None] * len(frames)
-        self.timeout_error = f"Timeout after {settings.clip_timeout_s}s"
+        self.timeout_error = timeout_reason(settings.clip_timeout_s)
 
     def run(self) -> list[EmbeddingResult]:
         if not self.settings.clip_enabled:
@@ -78,11 +87,11 @@ class _Embedding:
                     log.exception("clip_embedding_failed", scenes=len(chunk))
                     for i in chunk:
                         if self.results[i] is None:
-                            self._fail(i, f"Embedding failed: {type(exc).__name__}: {_first_line(exc)}")
+                            self._fail(i, f"{EMBEDDING_PREFIX}{type(exc).__name__}: {first_line(exc)}")
             release_free_memory()  # a worker holds the model for many videos: keep its RSS at what it holds
         for i, result in enumerate(self.results):
             if result is None:  # cannot happen by design; keep one result per frame regardless
-                self._fail(i, "Embedding failed: no result")
+                self._fail(i, f"{EMBEDDING_PREFIX}no result")
         return list(self.results)  # type: ignore[arg-type]
 
     def _embed_chunk(self, indices: list[int]) -> None:
@@ -98,9 +107,9 @@ class _Embedding:
             try:
                 items.append((i, to_tensor(self.frames[i].path, model.transform, max_side, model.interpolation)))
             except ImageReadError as exc:
-                self._fail(i, f"Image read error: {exc}", model)
-            except Exception as exc:  # e.g. a transform refusing an odd image: still this frame's problem
-                self._fail(i, f"Image read error: {type(exc).__name__}: {_first_line(exc)}", model)
+                self._fail(i, f"{IMAGE_READ_PREFIX}{exc}", model)
+            except Exception as exc:  # noqa: BLE001 -- e.g. a transform refusing an odd image: still this frame's problem
+                self._fail(i, f"{IMAGE_READ_PREFIX}{type(exc).__name__}: {first_line(exc)}", model)
         if items:
             self._embed_group(model, items)
 
@@ -119,19 +128,19 @@ class _Embedding:
             for i, _ in items:
                 self._fail(i, self.timeout_error, model)
             return
-        except Exception as exc:  # e.g. out of memory on CPU: the scenes degrade, the video goes on
+        except Exception as exc:  # noqa: BLE001 -- e.g. out of memory on CPU: the scenes degrade, the video goes on
             log.error("clip_inference_failed", scenes=len(items), error=str(exc)[:300])
             for i, _ in items:
-                self._fail(i, f"Inference failed: {type(exc).__name__}: {_first_line(exc)}", model)
+                self._fail(i, f"{INFERENCE_PREFIX}{type(exc).__name__}: {first_line(exc)}", model)
             return
-        for (i, _), row in zip(items, features):
+        for (i, _), row in zip(items, features, strict=True):
             self._finish(i, row, ms / len(items), device, model)
 
     def _finish(self, i: int, row: np.ndarray, ms: float, device: str, model: ClipModel) -> None:
         vector = np.asarray(row, dtype=np.float32)
         norm = float(np.linalg.norm(vector))
-        if vector.shape != (DB_EMBED_DIM,):
-            self._fail(i, f"Embedding has width {vector.shape[-1]}, the database holds {DB_EMBED_DIM}", model)
+        if vector.shape != (EMBEDDING_DIM,):
+            self._fail(i, f"Embedding has width {vector.shape[-1]}, the database holds {EMBEDDING_DIM}", model)
             return
         if not np.isfinite(vector).all() or norm == 0.0:
             self._fail(i, "Invalid embedding: zero or non-finite values", model)
@@ -162,7 +171,3 @@ class _Embedding:
             self.settings, self.frames[i], embed_dim=model.embed_dim if model is not None else None,
             device=device, inference_time_ms=inference_time_ms, error=error,
         )
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else ""

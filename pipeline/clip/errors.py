@@ -9,6 +9,19 @@ from __future__ import annotations
 
 from pipeline.errors import ProcessingError
 
+# How a NULL embedding's ``visual_clip_metadata.error`` begins, by cause. Readers
+# (vidx stats, tests, dashboards) match on these prefixes, so they live here only.
+TIMEOUT_PREFIX = "Timeout after"
+IMAGE_READ_PREFIX = "Image read error: "
+MODEL_LOAD_PREFIX = "Model load failed: "
+INFERENCE_PREFIX = "Inference failed: "
+EMBEDDING_PREFIX = "Embedding failed: "
+
+
+def timeout_reason(timeout_s: float) -> str:
+    """The contract's reason for a scene whose forward pass was late, e.g. "Timeout after 2.0s"."""
+    return f"{TIMEOUT_PREFIX} {timeout_s}s"
+
 
 class ClipUnavailableError(ProcessingError):
     """The CLIP model cannot be used: disabled, failed to load, or hung."""

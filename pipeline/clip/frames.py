@@ -6,10 +6,11 @@ Kept apart from the model code so that a process with ``CLIP_ENABLED=false``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pipeline.config import Settings
 from pipeline.types import EmbeddingResult
@@ -66,7 +67,7 @@ def clip_metadata(
         "frame_path": frame.frame_label,
         "frame_quality": quality_score(frame.quality),
         "inference_time_ms": inference_time_ms,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "error": error,
     }
 

@@ -19,13 +19,15 @@ from pathlib import Path
 import open_clip
 import torch
 
-from pipeline.clip.errors import ClipUnavailableError
+from pipeline.clip.errors import MODEL_LOAD_PREFIX, ClipUnavailableError
 from pipeline.clip.frames import weights_label
 from pipeline.clip.memory import release_free_memory
-from pipeline.clip.model import DB_EMBED_DIM, ClipModel
+from pipeline.clip.model import ClipModel
 from pipeline.clip.runner import InferenceThread
 from pipeline.config import Settings
+from pipeline.errors import first_line
 from pipeline.log import get_logger
+from pipeline.types import EMBEDDING_DIM
 
 log = get_logger(__name__)
 
@@ -49,7 +51,7 @@ def resolve_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
-        raise ClipUnavailableError("Model load failed: CLIP_DEVICE=cuda but CUDA is not available")
+        raise ClipUnavailableError(f"{MODEL_LOAD_PREFIX}CLIP_DEVICE=cuda but CUDA is not available")
     return requested
 
 
@@ -67,7 +69,7 @@ def _check_model_name(name: str) -> None:
         return
     if open_clip.get_model_config(name) is None:
         raise ClipUnavailableError(
-            f"Model load failed: unknown model name {name!r} (CLIP_MODEL_NAME must be an open_clip architecture, "
+            f"{MODEL_LOAD_PREFIX}unknown model name {name!r} (CLIP_MODEL_NAME must be an open_clip architecture, "
             f"see open_clip.list_models(), or have {name}.json next to CLIP_CHECKPOINT)"
         )
 
@@ -82,7 +84,7 @@ def _embedding_width(model: torch.nn.Module, input_size: tuple[int, int], device
     """Width of the image embedding, measured by one forward pass on a blank image (also a warm-up)."""
     with torch.inference_mode():
         blank = torch.zeros(1, 3, *input_size, device=device, dtype=dtype)
-        return int(model.encode_image(blank).shape[-1])
+        return int(model.encode_image(blank).shape[-1])  # type: ignore[operator]  # open_clip is untyped
 
 
 def load_clip(settings: Settings, device: str | None = None, *, text: bool = True) -> ClipModel:
@@ -95,9 +97,7 @@ def load_clip(settings: Settings, device: str | None = None, *, text: bool = Tru
     except ClipUnavailableError:
         raise
     except Exception as exc:  # open_clip/torch raise many types; the reason is what matters
-        lines = str(exc).strip().splitlines()
-        reason = (lines[0] if lines else type(exc).__name__)[:300]
-        raise ClipUnavailableError(f"Model load failed: {type(exc).__name__}: {reason}") from exc
+        raise ClipUnavailableError(f"{MODEL_LOAD_PREFIX}{type(exc).__name__}: {first_line(exc)}") from exc
 
 
 def _load(settings: Settings, device: str | None, text: bool) -> ClipModel:
@@ -128,10 +128,10 @@ def _load(settings: Settings, device: str | None, text: bool) -> ClipModel:
     dtype = next(model.parameters()).dtype
 
     width = _embedding_width(model, input_size, device, dtype)
-    if width != DB_EMBED_DIM:
+    if width != EMBEDDING_DIM:
         raise ClipUnavailableError(
-            f"Model load failed: {name} makes {width}-d embeddings but the database column is "
-            f"vector({DB_EMBED_DIM}); use a {DB_EMBED_DIM}-d model"
+            f"{MODEL_LOAD_PREFIX}{name} makes {width}-d embeddings but the database column is "
+            f"vector({EMBEDDING_DIM}); use a {EMBEDDING_DIM}-d model"
         )
 
     image_encoder, text_encoder, kept = model.encode_image, model.encode_text, model

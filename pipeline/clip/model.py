@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,9 +15,6 @@ from pipeline.clip.runner import InferenceThread
 from pipeline.log import get_logger
 
 log = get_logger(__name__)
-
-# Width of the database column (scenes.embedding_visual_clip vector(512)).
-DB_EMBED_DIM = 512
 
 
 @dataclass
@@ -45,8 +43,8 @@ class ClipModel:
     interpolation: str
     load_time_ms: float
     runner: InferenceThread
-    make_cpu_twin: Callable[[], "ClipModel"] | None = None
-    _cpu_twin: "ClipModel | None" = field(default=None, repr=False)
+    make_cpu_twin: Callable[[], ClipModel] | None = None
+    _cpu_twin: ClipModel | None = field(default=None, repr=False)
     _twin_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def forward_images(self, batch: torch.Tensor) -> tuple[np.ndarray, float]:
@@ -88,7 +86,7 @@ class ClipModel:
                 torch.cuda.empty_cache()
             return self.cpu_twin().infer(kind, inputs, timeout_s)
 
-    def cpu_twin(self) -> "ClipModel":
+    def cpu_twin(self) -> ClipModel:
         """The same weights on CPU, loaded on first need and kept."""
         with self._twin_lock:
             if self._cpu_twin is None:

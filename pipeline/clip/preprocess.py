@@ -13,11 +13,13 @@ reduced scale (PIL ``draft``), so they do not even have to be decoded whole.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from PIL import Image, UnidentifiedImageError
+
+from pipeline.errors import first_line
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
@@ -45,13 +47,13 @@ def load_image(path: Path, max_short_side: int, interpolation: str = "bicubic") 
             target = capped_size(image.width, image.height, max_short_side)
             if target is not None and image.format == "JPEG":
                 image.draft("RGB", target)  # DCT-domain downscale, only by powers of 2, never below target
-            image = image.convert("RGB")
+            rgb = image.convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageReadError(_one_line(exc)) from exc
-    target = capped_size(image.width, image.height, max_short_side)
+        raise ImageReadError(first_line(exc)) from exc
+    target = capped_size(rgb.width, rgb.height, max_short_side)
     if target is not None:
-        image = image.resize(target, _RESAMPLE.get(interpolation, Image.Resampling.BICUBIC))
-    return image
+        rgb = rgb.resize(target, _RESAMPLE.get(interpolation, Image.Resampling.BICUBIC))
+    return rgb
 
 
 def to_tensor(
@@ -59,8 +61,3 @@ def to_tensor(
 ) -> torch.Tensor:
     """The model input (C x H x W float) for one frame file."""
     return transform(load_image(path, max_short_side, interpolation))
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]

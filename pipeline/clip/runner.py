@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable
+from typing import Any
 
 from pipeline.clip.errors import InferenceTimeout
 from pipeline.clip.memory import share_one_malloc_arena
@@ -44,7 +45,7 @@ class InferenceThread:
                 continue
             try:
                 future.set_result(fn())
-            except BaseException as exc:  # delivered to the caller, who decides
+            except BaseException as exc:  # noqa: BLE001 -- delivered to the caller, who decides
                 future.set_exception(exc)
 
     def run(self, fn: Callable[[], Any], timeout_s: float) -> Any:

@@ -5,17 +5,18 @@ Unlike ``embed_frames`` these raise: a search without a model cannot proceed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from pipeline.clip.embed import embed_one_or_raise
 from pipeline.clip.errors import ClipUnavailableError, InferenceTimeout
-from pipeline.clip.model import DB_EMBED_DIM
+from pipeline.clip.preprocess import ImageReadError, load_image
 from pipeline.clip.singleton import get_model
 from pipeline.config import Settings
 from pipeline.errors import BadInputError
+from pipeline.types import EMBEDDING_DIM
 
 
 def encode_text(texts: Sequence[str], settings: Settings) -> np.ndarray:
@@ -25,7 +26,7 @@ def encode_text(texts: Sequence[str], settings: Settings) -> np.ndarray:
     """
     texts = list(texts)
     if not texts:
-        return np.zeros((0, DB_EMBED_DIM), dtype=np.float32)
+        return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
     model = get_model(settings, text=True)
     assert model.tokenizer is not None
     tokens = model.tokenizer(texts)
@@ -46,9 +47,8 @@ def encode_image(path: Path, settings: Settings) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise BadInputError(f"Image not found: {path}")
-    try:
-        return embed_one_or_raise(path, settings)
-    except ClipUnavailableError as exc:
-        if str(exc).startswith("Image read error: "):
-            raise BadInputError(f"Cannot read image {path}: {str(exc)[len('Image read error: '):]}") from exc
-        raise
+    try:  # read it first: an unreadable query image is the caller's bad input, not a model problem
+        load_image(path, settings.clip_max_image_size)
+    except ImageReadError as exc:
+        raise BadInputError(f"Cannot read image {path}: {exc}") from exc
+    return embed_one_or_raise(path, settings)

@@ -70,7 +70,7 @@ class ShotDetector:
         self._hist = np.zeros((0, 64), np.float32)
         self._blank = np.zeros(0, bool)
         self._last_emitted: ShotBoundary | None = None
-        self._grid: np.ndarray | None = None
+        self._grid: np.ndarray = np.zeros((0, 0, 0), np.float32)  # (frames, rows, cols) once the first grid arrives
         self._base = 0  # frame index of row 0 of the buffers
         self._flash_checked = 1  # next frame to check for a flash
         self._decided = 1  # next frame to decide whether a shot starts there
@@ -86,12 +86,12 @@ class ShotDetector:
         """Add the next frames' features; returns boundaries now final."""
         self._hist = np.concatenate([self._hist, hist.astype(np.float32)])
         self._blank = np.concatenate([self._blank, grid.std(axis=1) < BLANK_STD])
-        self._grid = grid.astype(np.float32) if self._grid is None else np.concatenate([self._grid, grid])
+        self._grid = grid.astype(np.float32) if not len(self._grid) else np.concatenate([self._grid, grid])
         return self._advance(final=False)
 
     def finish(self) -> list[ShotBoundary]:
         """No more frames: decide the rest."""
-        if self._grid is None:
+        if not len(self._grid):
             return []
         return self._advance(final=True)
 

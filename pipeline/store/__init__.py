@@ -12,10 +12,11 @@ from pipeline.store.connection import (
     resolve_database_url,
 )
 from pipeline.store.migrations import migrate
-from pipeline.store.scenes import EMBEDDING_DIM, replace_scenes
+from pipeline.store.scenes import replace_scenes
 from pipeline.store.search import search_by_embedding, search_similar
 from pipeline.store.stats import stats
 from pipeline.store.videos import STATUSES, get_video, list_videos, set_video_status, upsert_video
+from pipeline.types import EMBEDDING_DIM
 
 __all__ = [
     "EMBEDDING_DIM",

@@ -10,9 +10,9 @@ from pgvector.psycopg import register_vector
 from psycopg.conninfo import conninfo_to_dict
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, TransientError
+from pipeline.errors import ConfigError, TransientError, first_line
 from pipeline.store import embedded
-from pipeline.store.migrations import migrate
+from pipeline.store.migrations import migrate, scalar
 
 MIN_PGVECTOR = (0, 8, 0)
 CONNECT_TIMEOUT_S = 10
@@ -86,7 +86,7 @@ def ensure_pgvector(conn: psycopg.Connection) -> str:
                 "pgvector is available but not enabled in this database, and this user may not enable it: "
                 "ask an administrator to run CREATE EXTENSION vector; (Supabase: Database > Extensions > vector)"
             ) from None
-        installed = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
+        installed = scalar(conn, "SELECT extversion FROM pg_extension WHERE extname = 'vector'")
     if _version_tuple(installed) < MIN_PGVECTOR:
         how = (
             "run ALTER EXTENSION vector UPDATE;"
@@ -104,8 +104,7 @@ def open_connection(url: str, *, autocommit: bool = True) -> psycopg.Connection:
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S)
     except psycopg.OperationalError as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TransientError(f"cannot connect to PostgreSQL ({redact(url)}): {first}") from exc
+        raise TransientError(f"cannot connect to PostgreSQL ({redact(url)}): {first_line(exc)}") from exc
     except psycopg.ProgrammingError as exc:
         raise ConfigError("DATABASE_URL", redact(url), f"a valid PostgreSQL URL ({exc})") from exc
 
@@ -117,6 +116,9 @@ def connect(settings: Settings, *, autocommit: bool = True, apply_migrations: bo
     and applies pending migrations once per process and URL, and registers
     the pgvector types. Connections are autocommit by default: each store
     function opens its own transaction where it needs one.
+
+    The server going away at any step here (connect, migrations) raises
+    :class:`TransientError`, so callers never see a raw ``OperationalError`` from it.
     """
     url = resolve_database_url(settings)
     conn = open_connection(url, autocommit=autocommit)
@@ -126,8 +128,11 @@ def connect(settings: Settings, *, autocommit: bool = True, apply_migrations: bo
                 if url not in _migrated_urls:
                     _prepare_schema(conn)
                     _migrated_urls.add(url)
-        if apply_migrations or conn.execute("SELECT to_regtype('vector') IS NOT NULL").fetchone()[0]:
+        if apply_migrations or scalar(conn, "SELECT to_regtype('vector') IS NOT NULL"):
             register_vector(conn)
+    except psycopg.OperationalError as exc:
+        conn.close()
+        raise TransientError(f"database unavailable ({redact(url)}): {first_line(exc)}") from exc
     except BaseException:
         conn.close()
         raise

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 
-from pipeline.errors import TransientError
+from pipeline.errors import TransientError, first_line
 from pipeline.log import get_logger
 
 DATABASE_NAME = "vidx"
@@ -57,7 +57,7 @@ def _running_uri(pgdata: Path, database: str) -> str | None:
     if info is None or not info.is_running() or info.status != "ready":
         return None
     try:  # a stale pid file whose pid now belongs to another program (e.g. after a reboot)
-        if "postgres" not in info.process.name():
+        if info.process is None or "postgres" not in info.process.name():
             return None
     except Exception:  # noqa: BLE001 - psutil: the process vanished or is not ours to inspect
         return None
@@ -119,7 +119,7 @@ def start(data_dir: Path, database: str = DATABASE_NAME) -> str:
     except (subprocess.SubprocessError, OSError, RuntimeError, psycopg.OperationalError) as exc:
         log_file = pgdata / "log"
         raise TransientError(
-            f"could not start the embedded PostgreSQL in {pgdata}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            f"could not start the embedded PostgreSQL in {pgdata}: {first_line(exc)}"
             f" (server log: {log_file})"
         ) from exc
     uri = _running_uri(pgdata, database)

@@ -12,7 +12,7 @@ video becomes claimable again at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -22,7 +22,7 @@ import psycopg
 _LOCK_KEY_SQL = "hashtextextended('vidx-video:' || %s::text, 0)"
 
 
-class ClaimStatus(str, Enum):
+class ClaimStatus(StrEnum):
     """Outcome of :func:`claim_video`."""
 
     CLAIMED = "claimed"  # this worker owns the job now

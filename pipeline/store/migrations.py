@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -57,9 +58,15 @@ def discover(directory: Path | None = None) -> list[Migration]:
     return found
 
 
+def scalar(conn: psycopg.Connection, sql: str, params: Any = None) -> Any:
+    """The first column of the first row of ``sql`` (None when it returns no row)."""
+    row = conn.execute(sql, params).fetchone()
+    return None if row is None else row[0]
+
+
 def applied(conn: psycopg.Connection) -> list[str]:
     """Names recorded in schema_migrations (empty if the table does not exist yet)."""
-    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
+    exists = scalar(conn, "SELECT to_regclass('schema_migrations') IS NOT NULL")
     if not exists:
         return []
     return [row[0] for row in conn.execute("SELECT name FROM schema_migrations ORDER BY name")]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
 import numpy as np
@@ -11,9 +12,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from pipeline.errors import BadInputError, ProcessingError
-from pipeline.types import ProbeResult, SceneRecord
-
-EMBEDDING_DIM = 512
+from pipeline.types import EMBEDDING_DIM, ProbeResult, SceneRecord
 
 # Column and binary COPY type of each value _rows() yields, in order. Binary COPY
 # sends a vector as 2 KB of float32 instead of ~6 KB of text parsed server-side.

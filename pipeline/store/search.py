@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
 import numpy as np
@@ -11,6 +12,7 @@ from psycopg.rows import dict_row
 
 from pipeline.errors import BadInputError
 from pipeline.store.scenes import embedding_array
+from pipeline.types import EMBEDDING_DIM
 
 MAX_MATCH_COUNT = 1000
 
@@ -63,7 +65,7 @@ def search_by_embedding(
         raise BadInputError("query embedding is missing")
     return _run(
         conn,
-        "search_scenes_by_visual_clip_embedding(%s::vector(512), %s, %s, %s)",
+        f"search_scenes_by_visual_clip_embedding(%s::vector({EMBEDDING_DIM}), %s, %s, %s)",
         (vector, float(threshold), int(limit), owner_id),
     )
 

@@ -8,6 +8,8 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import dict_row
 
+from pipeline.clip.errors import TIMEOUT_PREFIX
+
 # One aggregate, used overall and grouped by owner.
 _FIGURES = """
     count(*)                                                        AS scenes,
@@ -18,8 +20,8 @@ _FIGURES = """
         ORDER BY (s.visual_clip_metadata->>'inference_time_ms')::float8)  AS p95_inference_ms,
     count(*) FILTER (WHERE s.visual_clip_metadata->>'error' IS NOT NULL) AS failures,
     coalesce(avg((s.visual_clip_metadata->>'error' IS NOT NULL)::int), 0)::float8 AS failure_rate,
-    count(*) FILTER (WHERE s.visual_clip_metadata->>'error' LIKE 'Timeout after%%') AS timeouts,
-    coalesce(avg((coalesce(s.visual_clip_metadata->>'error', '') LIKE 'Timeout after%%')::int), 0)::float8
+    count(*) FILTER (WHERE s.visual_clip_metadata->>'error' LIKE %(timeout_like)s) AS timeouts,
+    coalesce(avg((coalesce(s.visual_clip_metadata->>'error', '') LIKE %(timeout_like)s)::int), 0)::float8
                                                                     AS timeout_rate
 """
 
@@ -30,7 +32,7 @@ def stats(conn: psycopg.Connection, *, owner_id: UUID | None = None) -> dict[str
     ``{"overall": {...}, "per_owner": [{"owner_id": ..., ...}], "videos": {status: count}}``;
     with ``owner_id`` only that owner's rows count.
     """
-    params = {"owner": owner_id}
+    params = {"owner": owner_id, "timeout_like": TIMEOUT_PREFIX + "%"}
     where = "WHERE %(owner)s::uuid IS NULL OR s.owner_id = %(owner)s"
     with conn.cursor(row_factory=dict_row) as cur:
         overall = cur.execute(f"SELECT {_FIGURES} FROM scenes s {where}", params).fetchone()

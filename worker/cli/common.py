@@ -6,7 +6,8 @@ import functools
 import json
 import sys
 import uuid
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -23,7 +24,7 @@ DEFAULT_OWNER = uuid.UUID("00000000-0000-0000-0000-000000000000")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def fail(message: str, code: int) -> "NoReturn":  # noqa: F821
+def fail(message: str, code: int) -> NoReturn:
     """Print one clear line on stderr and exit with ``code``."""
     click.echo(f"vidx: error: {message}", err=True)
     sys.exit(code)
@@ -62,7 +63,7 @@ def handle_errors(func: F) -> F:
             fail(str(exc), EXIT_FAILURE)
         except KeyboardInterrupt:
             fail("interrupted", 130)
-        except Exception as exc:  # a bug: still one line, details in the debug log
+        except Exception as exc:  # noqa: BLE001 -- a bug: still one line, details in the debug log
             fail(f"{type(exc).__name__}: {exc}", EXIT_FAILURE)
 
     return wrapper  # type: ignore[return-value]

@@ -123,7 +123,7 @@ def search_command(
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --text, --image, --scene")
     mode = chosen[0]
-    if mode == "text" and not text.strip():
+    if mode == "text" and not (text or "").strip():
         raise click.UsageError("--text must not be empty")
     if threshold is None:
         threshold = DEFAULT_THRESHOLD[mode]
@@ -132,6 +132,7 @@ def search_command(
 
     with store.connect(settings) as conn:  # before the model load: a database problem shows at once
         if mode == "scene":
+            assert scene is not None
             rows = store.search_similar(conn, scene, owner_id=owner, threshold=threshold, limit=limit)
         else:
             from pipeline import clip  # lazily: torch and the model are only needed here

@@ -10,7 +10,7 @@ from uuid import UUID
 import click
 
 from pipeline.config import Settings
-from pipeline.errors import BadInputError, VidxError
+from pipeline.errors import BadInputError, VidxError, one_line
 from pipeline.indexer import IndexResult, canonical_source, index_video, video_id_for
 from pipeline.log import get_logger
 from worker.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, get_settings, handle_errors, owner_option, print_json
@@ -91,10 +91,10 @@ def _index_one(path: str, owner: UUID, settings: Settings, write_db: bool) -> In
     label = canonical_source(path)
     video_id = video_id_for(owner, label)
     probe_result = probe(source, settings)
-    store = conn = None
-    if write_db:
-        from pipeline import store
+    from pipeline import store
 
+    conn = None
+    if write_db:
         conn = store.connect(settings)
         store.upsert_video(conn, video_id=video_id, owner_id=owner, source=label, status="running")
     bar = _ProgressBar(Path(path).name[:30])
@@ -150,7 +150,7 @@ def index_command(paths: tuple[str, ...], owner: UUID, sidecar_dir: Path | None,
         except Exception as exc:  # noqa: BLE001 - one video's failure must not stop the others
             reason = str(exc) if isinstance(exc, VidxError) else f"{type(exc).__name__}: {exc}"
             exit_code = exit_code if exit_code == EXIT_USAGE else EXIT_FAILURE
-            click.echo(f"vidx: error: {path}: {reason.splitlines()[0] if reason else ''}", err=True)
+            click.echo(f"vidx: error: {path}: {one_line(exc)}", err=True)
             outputs.append({"source": path, "error": reason, "kind": "failed"})
             continue
         log.debug("cli.indexed", video_id=str(result.video_id))

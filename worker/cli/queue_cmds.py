@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import click
 
+if TYPE_CHECKING:
+    import psycopg
+
 from pipeline.config import Settings
-from pipeline.errors import BadInputError, TransientError
+from pipeline.errors import BadInputError, TransientError, first_line
 from worker.cli.common import EXIT_FAILURE, EXIT_OK, get_settings, handle_errors, owner_option, print_json
 
 
@@ -34,15 +37,10 @@ def safe_url(url: str) -> str:
     return maybe_sanitize_url(url)
 
 
-def _connect(settings: Settings):
-    import psycopg
-
+def _connect(settings: Settings) -> psycopg.Connection:
     from pipeline import store
 
-    try:
-        return store.connect(settings)
-    except psycopg.OperationalError as exc:
-        raise TransientError(f"database unavailable: {str(exc).strip().splitlines()[0]}") from None
+    return store.connect(settings)  # connection trouble arrives as TransientError
 
 
 @click.command("enqueue")
@@ -155,12 +153,9 @@ def status_command(video_ids: tuple[UUID, ...], limit: int, as_json: bool) -> No
 
     settings = get_settings()
     with _connect(settings) as conn:
-        if video_ids:
-            rows = [store.get_video(conn, vid) for vid in video_ids]
-        else:
-            rows = store.list_videos(conn, limit=limit)
-    missing = [str(vid) for vid, row in zip(video_ids, rows) if row is None] if video_ids else []
-    rows = [r for r in rows if r is not None]
+        found = [store.get_video(conn, vid) for vid in video_ids] if video_ids else store.list_videos(conn, limit=limit)
+    missing = [str(vid) for vid, row in zip(video_ids, found, strict=True) if row is None] if video_ids else []
+    rows = [r for r in found if r is not None]
     if as_json:
         print_json(rows)
     else:
@@ -223,8 +218,7 @@ def health_command(as_json: bool, skip_model: bool) -> None:
             detail = check(settings)
             results.append({"check": name, "ok": True, "detail": detail})
         except Exception as exc:  # noqa: BLE001 - each failure is reported, not raised
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            results.append({"check": name, "ok": False, "detail": text})
+            results.append({"check": name, "ok": False, "detail": first_line(exc)})
     if as_json:
         print_json(results)
     else:
