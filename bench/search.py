@@ -236,7 +236,7 @@ def main() -> int:
             build_s = build_index(conn, args.maintenance_work_mem, args.build_workers)
             if args.ef_search is not None:
                 conn.execute(
-                    "ALTER FUNCTION search_scenes_by_visual_clip_embedding(vector, double precision, integer, uuid) "
+                    "ALTER FUNCTION search_scenes_by_visual_clip_embedding(vector, double precision, integer, uuid, text, text) "
                     f"SET hnsw.ef_search = {int(args.ef_search)}"
                 )
             ef_search = conn.execute(

@@ -108,11 +108,14 @@ def _best_frame_record(scene: DetectedScene, staging: SidecarStaging) -> SceneRe
 def _embed(records: list[SceneRecord], staging: SidecarStaging, settings: Settings) -> None:
     """Fill each record's embedding and metadata (failures become NULL + reason)."""
     from pipeline.clip import FrameToEmbed, embed_frames
+    from pipeline.clip.identity import model_identity
 
     frames = [FrameToEmbed(staging.path / Path(r.frame_path).name, r.frame_quality) for r in records]
     results = embed_frames(frames, settings)
+    identity = model_identity(settings) if any(r.vector is not None for r in results) else None
     for record, result in zip(records, results, strict=True):
         record.embedding = result.vector
+        record.embedding_model = identity if result.vector is not None else None
         record.visual_clip_metadata = {**result.metadata, "frame_path": record.frame_path}
 
 

@@ -130,3 +130,9 @@ class SceneRecord:
     frame_quality: dict[str, Any]
     embedding: list[float] | None
     visual_clip_metadata: dict[str, Any]
+    # Which model made ``embedding`` (pipeline/clip/identity.py); None when there is none.
+    embedding_model: str | None = None
+    # Top zero-shot labels, [{"label": str, "score": float}, ...] descending; None when not computed.
+    labels: list[dict[str, Any]] | None = None
+    # A short phrase ranked from vocabularies (not a caption); None when not computed.
+    description: str | None = None

@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pipeline import store
-from pipeline.store import embedded
+from pipeline.clip.identity import model_identity
+from pipeline.store import embedded, migrations
 from tests.fixtures.database import probe_result, scene_records, unit_vectors
 from worker.cli import cli
 
@@ -40,7 +41,7 @@ def test_migrate_on_an_empty_database_then_again(empty_database_url, monkeypatch
     monkeypatch.setenv("DATABASE_URL", empty_database_url)
     first = vidx("migrate", "--json")
     assert first.exit_code == 0, first.output
-    assert json.loads(first.stdout)["applied"] == ["001_initial_schema", "002_search_functions"]
+    assert json.loads(first.stdout)["applied"] == [m.name for m in migrations.discover()]  # every file, in order
     again = vidx("migrate")
     assert again.exit_code == 0 and "schema is up to date" in again.stdout
 
@@ -106,7 +107,7 @@ def test_search_by_text_and_image_with_the_real_model(db_settings, clip_env, tmp
     vectors[3] = clip.encode_image(image, settings)
     with store.connect(db_settings) as conn:
         store.replace_scenes(conn, video_id=uuid.uuid4(), owner_id=OWNER, source="clip.mp4", probe=probe_result(),
-                             scenes=scene_records(vectors))
+                             scenes=scene_records(vectors, model=model_identity(settings)))
 
     by_text = vidx("search", "--text", "a red car at night", "--owner", str(OWNER), "--threshold", "-1", "--json")
     assert by_text.exit_code == 0, by_text.output

@@ -228,7 +228,7 @@ def test_exact_fallback_when_the_index_walk_ends_short(conn, dataset: Dataset) -
         # per-test change, rolled back: let the iterative scan give up after 30 tuples
         conn.execute("SELECT '[0]'::vector")  # pgvector loaded: its settings are known
         conn.execute(
-            "ALTER FUNCTION search_scenes_by_visual_clip_embedding(vector, double precision, integer, uuid) "
+            "ALTER FUNCTION search_scenes_by_visual_clip_embedding(vector, double precision, integer, uuid, text, text) "
             "SET hnsw.max_scan_tuples = 30"
         )
         _forced_index_path(conn)

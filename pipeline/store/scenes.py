@@ -30,6 +30,9 @@ _COPY_COLUMNS = (
     ("frame_quality", "jsonb"),
     ("embedding_visual_clip", "vector"),
     ("visual_clip_metadata", "jsonb"),
+    ("embedding_model", "text"),
+    ("labels", "jsonb"),
+    ("description", "text"),
 )
 _COPY_SQL = "COPY scenes ({}) FROM STDIN (FORMAT BINARY)".format(", ".join(name for name, _ in _COPY_COLUMNS))
 
@@ -83,6 +86,9 @@ def _rows(video_id: UUID, owner_id: UUID, scenes: Sequence[SceneRecord]):
             Jsonb(_json_safe(scene.frame_quality)),
             vector,
             Jsonb(_json_safe(scene.visual_clip_metadata)),
+            scene.embedding_model if vector is not None else None,
+            None if scene.labels is None else Jsonb(_json_safe(scene.labels)),
+            scene.description,
         )
 
 

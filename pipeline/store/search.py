@@ -18,7 +18,7 @@ MAX_MATCH_COUNT = 1000
 
 _RESULT_COLUMNS = """
     r.id, r.video_id, r.scene_index, r.start_s, r.end_s, r.frame_path, r.similarity,
-    v.source, s.best_time_s, s.visual_clip_metadata
+    v.source, s.best_time_s, s.visual_clip_metadata, s.embedding_model, s.labels, s.description
 """
 
 
@@ -53,11 +53,18 @@ def search_by_embedding(
     owner_id: UUID,
     threshold: float,
     limit: int,
+    model: str | None = None,
+    label: str | None = None,
 ) -> list[dict[str, Any]]:
     """Scenes of ``owner_id`` nearest to ``embedding``, best first, similarity >= threshold.
 
+    ``model`` (a :func:`pipeline.clip.identity.model_identity`) keeps the query to
+    embeddings of the model that made it: pass it whenever the query was embedded
+    here. ``label`` keeps only scenes carrying that zero-shot label.
+
     Each dict: id (scene), video_id, scene_index, start_s, end_s, frame_path,
-    similarity, plus source (the video's), best_time_s and visual_clip_metadata.
+    similarity, plus source (the video's), best_time_s, visual_clip_metadata,
+    embedding_model, labels and description.
     """
     _check(owner_id, threshold, limit)
     vector = embedding_array(embedding, "query embedding")
@@ -65,8 +72,8 @@ def search_by_embedding(
         raise BadInputError("query embedding is missing")
     return _run(
         conn,
-        f"search_scenes_by_visual_clip_embedding(%s::vector({EMBEDDING_DIM}), %s, %s, %s)",
-        (vector, float(threshold), int(limit), owner_id),
+        f"search_scenes_by_visual_clip_embedding(%s::vector({EMBEDDING_DIM}), %s, %s, %s, %s, %s)",
+        (vector, float(threshold), int(limit), owner_id, model, label),
     )
 
 
@@ -77,11 +84,12 @@ def search_similar(
     owner_id: UUID,
     threshold: float,
     limit: int,
+    label: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Scenes of ``owner_id`` most like scene ``scene_id`` (itself excluded), best first."""
+    """Scenes of ``owner_id`` most like scene ``scene_id`` (itself excluded, same model only), best first."""
     _check(owner_id, threshold, limit)
     return _run(
         conn,
-        "search_similar_scenes(%s, %s, %s, %s)",
-        (scene_id, float(threshold), int(limit), owner_id),
+        "search_similar_scenes(%s, %s, %s, %s, %s)",
+        (scene_id, float(threshold), int(limit), owner_id, label),
     )

@@ -95,6 +95,9 @@ def _result_json(rank: int, row: dict[str, Any]) -> dict[str, Any]:
         "similarity": round(row["similarity"], 4),
         "frame_path": row["frame_path"],
         "model_name": metadata.get("model_name"),
+        "embedding_model": row.get("embedding_model"),
+        "labels": row.get("labels"),
+        "description": row.get("description"),
     }
 
 
@@ -107,6 +110,7 @@ def _result_json(rank: int, row: dict[str, Any]) -> dict[str, Any]:
 @click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
               help="Minimum similarity (1 - cosine distance). Default: 0.2 for --text, 0.5 for --image/--scene.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True, help="Most scenes to return.")
+@click.option("--label", default=None, help="Only scenes carrying this zero-shot label.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @handle_errors
 def search_command(
@@ -116,9 +120,14 @@ def search_command(
     owner: UUID,
     threshold: float | None,
     limit: int,
+    label: str | None,
     as_json: bool,
 ) -> None:
-    """Ranked scenes of one owner by CLIP similarity, via the SQL search function."""
+    """Ranked scenes of one owner by CLIP similarity, via the SQL search function.
+
+    Text and image queries meet only embeddings of the configured model
+    (CLIP_MODEL_NAME, CLIP_PRETRAINED, CLIP_CHECKPOINT); --scene uses that scene's own model.
+    """
     chosen = [name for name, value in (("text", text), ("image", image), ("scene", scene)) if value is not None]
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --text, --image, --scene")
@@ -133,7 +142,7 @@ def search_command(
     with store.connect(settings) as conn:  # before the model load: a database problem shows at once
         if mode == "scene":
             assert scene is not None
-            rows = store.search_similar(conn, scene, owner_id=owner, threshold=threshold, limit=limit)
+            rows = store.search_similar(conn, scene, owner_id=owner, threshold=threshold, limit=limit, label=label)
         else:
             from pipeline import clip  # lazily: torch and the model are only needed here
 
@@ -141,7 +150,12 @@ def search_command(
                 query = clip.encode_text([text], settings)[0]
             else:
                 query = clip.encode_image(image, settings)
-            rows = store.search_by_embedding(conn, query, owner_id=owner, threshold=threshold, limit=limit)
+            from pipeline.clip.identity import model_identity
+
+            rows = store.search_by_embedding(
+                conn, query, owner_id=owner, threshold=threshold, limit=limit,
+                model=model_identity(settings), label=label,
+            )
 
     results = [_result_json(rank, row) for rank, row in enumerate(rows, start=1)]
     if as_json:
