@@ -11,12 +11,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install.sh
-export VIDX_DATA_DIR="${VIDX_DATA_DIR:-$PWD/.vidx}"
+# The same state directory the CLI uses by default (VIDX_DATA_DIR, else ~/.vidx),
+# so `vidx search` / `vidx db stop` after the demo see the demo's database.
 export VIDX_LOG_LEVEL="${VIDX_LOG_LEVEL:-warning}"
 PY=.venv/bin/python
 VIDX=.venv/bin/vidx
 OWNER=00000000-0000-0000-0000-0000000000d0
-demo="$VIDX_DATA_DIR/demo"
+data_dir=$($PY -c "from pipeline.config import load_settings; print(load_settings().data_dir)")
+demo="$data_dir/demo"
 mkdir -p "$demo"
 
 sample="$demo/sample.mp4"
@@ -28,6 +30,7 @@ if [ -z "${CLIP_CHECKPOINT:-}" ] && ! $PY scripts/clip_weights_reachable.py; the
   echo "!! Using RANDOM weights ($ckpt) so the pipeline runs end to end; search results are meaningless."
   [ -f "$ckpt" ] || $PY scripts/make_checkpoint.py "${CLIP_MODEL_NAME:-ViT-B-32}" "$ckpt"
   export CLIP_CHECKPOINT="$ckpt"
+  random_weights=1
 fi
 
 echo "== vidx index $sample"
@@ -45,4 +48,19 @@ query=$($PY -c "import json,sys; v=json.load(open(sys.argv[1]))[0]; print(v['sce
 
 echo "== vidx search --image $query"
 $VIDX search --image "$query" --owner "$OWNER" --limit 3
-echo "== done: sidecar and JPEGs under $VIDX_DATA_DIR/sidecars; the embedded database keeps running (vidx db stop)"
+
+video_id=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))[0]['video_id'])" "$demo/index.json")
+prefix=""
+[ -n "${CLIP_CHECKPOINT:-}" ] && prefix="CLIP_CHECKPOINT=$CLIP_CHECKPOINT "
+text_threshold=""
+[ -n "${random_weights:-}" ] && text_threshold=" --threshold -1"  # random weights: text similarities are noise
+cat <<EOF
+
+== done. State: $data_dir (embedded database, sidecars with best-frame JPEGs).
+Try next (copy-paste):
+  source .venv/bin/activate
+  ${prefix}vidx search --text "a colourful test pattern" --owner $OWNER --limit 3$text_threshold
+  ${prefix}vidx search --image "$query" --owner $OWNER --json
+  vidx status $video_id
+  vidx db stop        # the embedded PostgreSQL keeps running until you stop it
+EOF

@@ -24,6 +24,7 @@ from pipeline.clip.frames import weights_label
 from pipeline.clip.memory import release_free_memory
 from pipeline.clip.model import ClipModel
 from pipeline.clip.runner import InferenceThread
+from pipeline.clip.weights_source import check_weights_available
 from pipeline.config import Settings
 from pipeline.errors import first_line
 from pipeline.log import get_logger
@@ -108,6 +109,7 @@ def _load(settings: Settings, device: str | None, text: bool) -> ClipModel:
     name = settings.clip_model_name
     _register_config_next_to_checkpoint(settings)
     _check_model_name(name)
+    check_weights_available(settings)  # offline: one clear error in seconds, not a minute of retries
 
     tag_cfg = open_clip.get_pretrained_cfg(name, settings.clip_pretrained) or {}
     precision = "fp16" if device == "cuda" else "fp32"
