@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.redaction import redact_connection_url
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -71,7 +72,10 @@ def _url(*schemes: str):
         value = _text(name, raw)
         scheme = value.split("://", 1)[0].lower() if "://" in value else ""
         if scheme not in schemes:
-            raise ConfigError(name, raw, "a URL starting with " + " or ".join(s + "://" for s in schemes))
+            # never echo a password back: a mistyped URL may still hold one
+            raise ConfigError(
+                name, redact_connection_url(raw), "a URL starting with " + " or ".join(s + "://" for s in schemes)
+            )
         return value
 
     return parse
@@ -163,6 +167,28 @@ class Settings:
         "VIDX_STALE_AFTER_S", _number(int, 1), 4500, "Requeue videos stuck queued/running longer than this."
     )
 
+    # --- security (issue 10) ---
+    allow_private_urls: bool = _env(
+        "VIDX_ALLOW_PRIVATE_URLS", _parse_bool, False,
+        "Let URL sources resolve to loopback/private/link-local addresses (internal hosts; off by default).",
+    )
+    download_deadline_s: float = _env(
+        "VIDX_DOWNLOAD_DEADLINE_S", _number(float, 1), 1800.0, "Total time allowed for one URL download, seconds."
+    )
+    max_frames: int = _env("VIDX_MAX_FRAMES", _number(int, 2), 2_000_000, "Most video frames a file may hold.")
+    max_fps: float = _env("VIDX_MAX_FPS", _number(float, 1), 240.0, "Highest frame rate accepted (from the content).")
+    ffmpeg_memory_mb: int = _env(
+        "VIDX_FFMPEG_MEMORY_MB", _number(int, 64), 4096, "Address-space limit of each ffmpeg/ffprobe child, MB."
+    )
+    ffmpeg_cpu_s: int = _env(
+        "VIDX_FFMPEG_CPU_S", _number(int, 1), 4 * 3600, "CPU-seconds limit of each ffmpeg/ffprobe child."
+    )
+    broker_password: str | None = field(  # a secret: never in repr()
+        default=None, repr=False,
+        metadata={"env": "VIDX_BROKER_PASSWORD", "parser": _text,
+                  "doc": "Redis password (kept out of CELERY_BROKER_URL and of every message)."},
+    )
+
     # --- logging ---
     log_format: str = _env("VIDX_LOG_FORMAT", _choice("auto", "json", "console"), "auto", "auto: console on a TTY.")
     log_level: str = _env(
@@ -210,3 +236,21 @@ def describe_settings() -> list[tuple[str, str, str]]:
         default = "" if f.default is None else str(f.default)
         rows.append((f.metadata["env"], default, f.metadata["doc"]))
     return rows
+
+
+def broker_url(settings: Settings) -> str:
+    """The broker URL to connect with: ``VIDX_BROKER_PASSWORD`` (when set) added as the Redis password.
+
+    Security (issue 10): the password can live in its own variable (a secret
+    store), so the URL that appears in messages never needs to hold it.
+    """
+    url = settings.celery_broker_url
+    if not settings.broker_password:
+        return url
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    user = quote(parts.username or "", safe="")
+    netloc = f"{user}:{quote(settings.broker_password, safe='')}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -16,17 +16,20 @@ front, cut in half), which no header check can see. Every refusal is a
 
 from __future__ import annotations
 
-import itertools
+import heapq
 import json
 import math
-import os
+import random
 import stat
 import statistics
 import subprocess
+import threading
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from pipeline import media_sandbox
 from pipeline.config import Settings
 from pipeline.errors import BadInputError, ProcessingError
 from pipeline.log import get_logger
@@ -43,6 +46,13 @@ PACKETS_BYTES_PER_S = 20 * 1024 * 1024
 # Demuxers that only ever hold one picture (or text rendered as one).
 _STILL_IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe"}
 _TEXT_FORMATS = {"tty", "bin", "xbin", "adf", "idf"}
+# Packets of presentation-order slack (B-frame reordering) before a time counts as going back.
+_REORDER_WINDOW = 16
+# Frame intervals kept (a deterministic sample) for the median and the VFR test.
+_DELTA_SAMPLE = 4096
+_STDERR_LINES = 20
+# More frames than this share whose time repeats or goes back: spliced or forged timestamps.
+_BACKWARDS_SHARE = 0.01
 # A file holding less than this share of the frames its header promises is truncated.
 _TRUNCATED_SHARE = 0.9
 # Frame intervals deviating this much from the median count as irregular ...
@@ -53,12 +63,17 @@ _VFR_SHARE = 0.05
 
 @dataclass(frozen=True)
 class _Packets:
-    """What the demux-only pass saw for the video stream."""
+    """What the demux-only pass saw for the video stream (bounded memory, whatever the length)."""
 
     count: int  # frames that will be shown (edit-list discarded packets left out)
     total: int  # every packet the file holds
-    times: list[float]  # presentation (or decode) times, sorted, seconds
+    first_time: float | None  # earliest presentation (or decode) time, seconds
+    last_time: float | None  # latest one
+    deltas: list[float]  # a bounded sample of intervals between frames in presentation order
     last_duration: float  # display duration of the last packet, seconds (0 if unknown)
+    duration_sum: float  # sum of the shown packets' own durations (0 for unknown ones)
+    unknown_durations: int  # shown packets without a duration
+    backwards: int  # frames whose time repeats or goes back (spliced/forged timestamps)
     file_end: float | None  # where the last packet of any stream ends, seconds
     stderr: str
 
@@ -71,7 +86,7 @@ def probe(source: Path, settings: Settings) -> ProbeResult:
     """
     path = Path(source)
     _check_file(path)
-    header = _read_header(path)
+    header = _read_header(path, settings)
     stream = _video_stream(path, header)
     width, height = _dimensions(path, stream, settings)
     codec = stream.get("codec_name") or ""
@@ -79,7 +94,7 @@ def probe(source: Path, settings: Settings) -> ProbeResult:
         raise BadInputError(f"{path}: unsupported or corrupt video stream (ffprobe found no codec)")
     rotation = _rotation(stream)
 
-    packets = _read_packets(path, int(stream["index"]))
+    packets = _read_packets(path, int(stream["index"]), settings)
     promised_frames = _int_or_none(stream.get("nb_frames"))
     header_duration = _header_duration(stream, header)
     header_fps = _rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate"))
@@ -89,17 +104,23 @@ def probe(source: Path, settings: Settings) -> ProbeResult:
     if packets.count == 1:
         raise BadInputError(f"{path}: a single still image, not a video")
     _check_truncation(path, packets, promised_frames, header_duration)
+    _check_timestamps(path, packets)
 
     duration = _duration(packets, header_duration, header_fps)
     if duration is None or duration <= 0:
         raise BadInputError(f"{path}: duration is unknown or zero")
-    if duration > settings.max_duration_s:
+    content_s = _content_duration(packets, duration)
+    if content_s > settings.max_duration_s:
         raise BadInputError(
-            f"{path}: duration {duration:.0f}s is longer than the {settings.max_duration_s:.0f}s limit "
+            f"{path}: duration {content_s:.0f}s is longer than the {settings.max_duration_s:.0f}s limit "
             "(VIDX_MAX_DURATION_S)"
         )
     fps = _fps(packets, duration, header_fps)
-    variable = _is_variable_rate(packets.times, stream)
+    if fps > settings.max_fps:
+        raise BadInputError(
+            f"{path}: frame rate {fps:.0f} fps is above the {settings.max_fps:.0f} fps limit (VIDX_MAX_FPS)"
+        )
+    variable = _is_variable_rate(packets.deltas, stream)
     result = ProbeResult(
         duration_s=duration,
         fps=fps,
@@ -145,10 +166,21 @@ def _check_file(path: Path) -> None:
 # --- running ffprobe -----------------------------------------------------------
 
 
-def _run_ffprobe(path: Path, args: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
-    cmd = [FFPROBE, "-hide_banner", "-v", "error", *args, _input_arg(path)]
+def _command(path: Path, args: list[str], *, recognise_only: bool = False) -> list[str]:
+    """ffprobe reading only ``path``, only through the containers vidx supports (media_sandbox)."""
+    return [FFPROBE, "-hide_banner", "-v", "error", *media_sandbox.input_options(recognise_only=recognise_only),
+            *args, "-i", _input_arg(path)]
+
+
+def _run_ffprobe(
+    path: Path, args: list[str], timeout_s: float, settings: Settings, *, recognise_only: bool = False
+) -> subprocess.CompletedProcess[str]:
+    cmd = _command(path, args, recognise_only=recognise_only)
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL,
+            preexec_fn=media_sandbox.limit_resources(settings),
+        )
     except subprocess.TimeoutExpired:
         raise ProcessingError(f"{path}: ffprobe did not finish within {timeout_s:.0f}s") from None
     except FileNotFoundError:
@@ -159,7 +191,7 @@ def _run_ffprobe(path: Path, args: list[str], timeout_s: float) -> subprocess.Co
 
 def _input_arg(path: Path) -> str:
     """An ffprobe input that is always read as a local file (names may start with '-' or hold ':')."""
-    return "file:" + os.path.abspath(path)
+    return media_sandbox.input_spec(path)
 
 
 def _ffprobe_reason(path: Path, stderr: str) -> str:
@@ -183,9 +215,15 @@ def _starts_like_mp4(path: Path) -> bool:
     return len(head) == 8 and head[4:8] in {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot"}
 
 
-def _read_header(path: Path) -> dict[str, Any]:
-    proc = _run_ffprobe(path, ["-print_format", "json", "-show_format", "-show_streams"], HEADER_TIMEOUT_S)
+def _read_header(path: Path, settings: Settings) -> dict[str, Any]:
+    proc = _run_ffprobe(
+        path, ["-print_format", "json", "-show_format", "-show_streams"], HEADER_TIMEOUT_S, settings,
+        recognise_only=True,
+    )
     if proc.returncode != 0:
+        refused = media_sandbox.refused_format(proc.stderr)
+        if refused:
+            raise BadInputError(media_sandbox.refused_format_reason(path, refused))
         reason = _ffprobe_reason(path, proc.stderr)
         if "moov atom not found" in proc.stderr and _starts_like_mp4(path):
             raise BadInputError(f"{path}: truncated or incomplete MP4/MOV ({reason})")
@@ -207,48 +245,157 @@ def _read_header(path: Path) -> dict[str, Any]:
     return data
 
 
-def _read_packets(path: Path, stream_index: int) -> _Packets:
-    """Demux (no decoding) every packet and keep the video stream's timestamps.
+class _StderrTail(threading.Thread):
+    """Drains a child's stderr (so it never blocks on a full pipe), keeping only the last lines."""
 
-    Other streams' packets are read too, only for where the file really ends.
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.lines: deque[str] = deque(maxlen=_STDERR_LINES)
+        self.partial_file = False
+
+    def run(self) -> None:
+        for line in self.stream:
+            self.partial_file = self.partial_file or "partial file" in line
+            self.lines.append(line.rstrip())
+
+    def text(self) -> str:
+        tail = "\n".join(self.lines)
+        return tail + ("\npartial file" if self.partial_file and "partial file" not in tail else "")
+
+
+class _PacketCounter:
+    """Folds the packet lines into :class:`_Packets` one at a time, in bounded memory.
+
+    Presentation order is restored through a small reorder window (B-frames
+    are never more than a few frames out of order); intervals are kept as a
+    fixed-size deterministic sample for the median and the VFR test.
     """
-    size = path.stat().st_size
-    timeout = PACKETS_BASE_TIMEOUT_S + size / PACKETS_BYTES_PER_S
-    proc = _run_ffprobe(
-        path,
-        ["-show_entries", "packet=stream_index,pts_time,dts_time,duration_time,flags", "-print_format", "csv=p=0"],
-        timeout,
-    )
-    if proc.returncode != 0 and not proc.stdout.strip():
-        raise BadInputError(f"{path}: video stream cannot be read ({_ffprobe_reason(path, proc.stderr)})")
-    wanted = str(stream_index)
-    times: list[float] = []
-    count = total = 0
-    last_duration = 0.0
-    file_end: float | None = None
-    for line in proc.stdout.splitlines():
+
+    def __init__(self, stream_index: int) -> None:
+        self.wanted = str(stream_index)
+        self.count = self.total = 0
+        self.first: float | None = None
+        self.last: float | None = None
+        self.last_duration = 0.0
+        self.duration_sum = 0.0
+        self.unknown = 0
+        self.backwards = 0
+        self.file_end: float | None = None
+        self._window: list[float] = []
+        self._emitted: float | None = None
+        self._deltas: list[float] = []
+        self._seen_deltas = 0
+        self._rng = random.Random(0)
+
+    def add(self, line: str) -> None:
         fields = (line.strip().split(",") + ["", "", "", "", ""])[:5]
         if not fields[0]:
-            continue
+            return
         pts, dts, dur = (_float_or_none(v) for v in fields[1:4])
         t = pts if pts is not None else dts
         if t is not None:
             end = t + (dur if dur and dur > 0 else 0.0)
-            file_end = end if file_end is None else max(file_end, end)
-        if fields[0] != wanted:
-            continue
-        total += 1
+            self.file_end = end if self.file_end is None else max(self.file_end, end)
+        if fields[0] != self.wanted:
+            return
+        self.total += 1
         if "D" in fields[4]:  # before an edit list's start: demuxed, never shown
-            continue
-        count += 1
-        if t is not None:
-            times.append(t)
+            return
+        self.count += 1
         if dur is not None and dur > 0:
-            last_duration = dur
-    times.sort()
-    return _Packets(
-        count=count, total=total, times=times, last_duration=last_duration, file_end=file_end, stderr=proc.stderr
+            self.last_duration = dur
+            self.duration_sum += dur
+        else:
+            self.unknown += 1
+        if t is not None:
+            self.first = t if self.first is None else min(self.first, t)
+            self.last = t if self.last is None else max(self.last, t)
+            heapq.heappush(self._window, t)
+            if len(self._window) > _REORDER_WINDOW:
+                self._emit(heapq.heappop(self._window))
+
+    def _emit(self, t: float) -> None:
+        if self._emitted is not None:
+            delta = t - self._emitted
+            if delta <= 0:
+                self.backwards += 1
+            else:
+                self._sample(delta)
+        self._emitted = t if self._emitted is None else max(self._emitted, t)
+
+    def _sample(self, delta: float) -> None:
+        self._seen_deltas += 1
+        if len(self._deltas) < _DELTA_SAMPLE:
+            self._deltas.append(delta)
+        else:
+            slot = self._rng.randrange(self._seen_deltas)
+            if slot < _DELTA_SAMPLE:
+                self._deltas[slot] = delta
+
+    def result(self, stderr: str) -> _Packets:
+        while self._window:
+            self._emit(heapq.heappop(self._window))
+        return _Packets(
+            count=self.count, total=self.total, first_time=self.first, last_time=self.last, deltas=self._deltas,
+            last_duration=self.last_duration, duration_sum=self.duration_sum, unknown_durations=self.unknown,
+            backwards=self.backwards, file_end=self.file_end, stderr=stderr,
+        )
+
+
+def _read_packets(path: Path, stream_index: int, settings: Settings) -> _Packets:
+    """Demux (no decoding) every packet and fold the video stream's timestamps as they stream past.
+
+    Other streams' packets are read too, only for where the file really ends.
+    Memory stays flat for any packet count; a file holding more than
+    ``VIDX_MAX_FRAMES`` frames is refused as soon as the count passes it.
+    """
+    size = path.stat().st_size
+    timeout = PACKETS_BASE_TIMEOUT_S + size / PACKETS_BYTES_PER_S
+    cmd = _command(
+        path, ["-show_entries", "packet=stream_index,pts_time,dts_time,duration_time,flags", "-print_format", "csv=p=0"]
     )
+    try:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=media_sandbox.limit_resources(settings),
+        )
+    except FileNotFoundError:
+        raise ProcessingError(f"ffprobe not found ({FFPROBE}); install ffmpeg") from None
+    except OSError as exc:
+        raise ProcessingError(f"{path}: could not run ffprobe ({exc})") from None
+    assert proc.stdout is not None and proc.stderr is not None
+    stderr = _StderrTail(proc.stderr)
+    stderr.start()
+    watchdog = threading.Timer(timeout, proc.kill)
+    watchdog.start()
+    counter = _PacketCounter(stream_index)
+    too_many = False
+    try:
+        for line in proc.stdout:
+            counter.add(line)
+            if counter.total > settings.max_frames:
+                too_many = True
+                break
+    finally:
+        timed_out = not watchdog.is_alive() and not too_many
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+        code = proc.wait()
+        stderr.join(timeout=5)
+        proc.stdout.close()
+        proc.stderr.close()
+    if too_many:
+        raise BadInputError(
+            f"{path}: holds more than {settings.max_frames} frames (VIDX_MAX_FRAMES)"
+        )
+    if timed_out and code != 0:
+        raise ProcessingError(f"{path}: ffprobe did not finish within {timeout:.0f}s")
+    packets = counter.result(stderr.text())
+    if code != 0 and packets.total == 0:
+        raise BadInputError(f"{path}: video stream cannot be read ({_ffprobe_reason(path, packets.stderr)})")
+    return packets
 
 
 # --- reading the header --------------------------------------------------------
@@ -320,9 +467,16 @@ def _check_truncation(
     promised_frames: int | None,
     header_duration: float | None,
 ) -> None:
-    """A file holding far fewer frames than its header promises was cut short."""
+    """A file whose demuxing stops with errors short of what its header promises was cut short.
+
+    Headers lie (an old AVI's frame count especially), so a shortfall alone
+    is no reason to refuse a file that demuxes cleanly to its end: the decode
+    then says whether it is whole.
+    """
     if "partial file" in packets.stderr:
         raise BadInputError(f"{path}: truncated (the file ends before the data its index lists)")
+    if not packets.stderr.strip():
+        return
     if promised_frames and packets.total < _TRUNCATED_SHARE * promised_frames:
         raise BadInputError(
             f"{path}: truncated (header promises {promised_frames} frames, the file holds {packets.total})"
@@ -336,13 +490,24 @@ def _check_truncation(
             )
 
 
+def _check_timestamps(path: Path, packets: _Packets) -> None:
+    """Refuse frames whose times repeat or run backwards: a spliced or forged timeline hides its length."""
+    if packets.backwards > max(2, _BACKWARDS_SHARE * packets.count):
+        raise BadInputError(
+            f"{path}: timestamps repeat or go backwards ({packets.backwards} of {packets.count} frames; "
+            "spliced or corrupt stream)"
+        )
+
+
+def _typical_step(packets: _Packets) -> float:
+    return statistics.median(packets.deltas) if packets.deltas else 0.0
+
+
 def _duration(packets: _Packets, header_duration: float | None, header_fps: float | None) -> float | None:
     """The span the frames really cover; the header's figure when timestamps are missing."""
-    if len(packets.times) >= 2:
-        step = packets.last_duration
-        if step <= 0:
-            step = statistics.median(b - a for a, b in itertools.pairwise(packets.times))
-        span = packets.times[-1] - packets.times[0] + step
+    if packets.first_time is not None and packets.last_time is not None and packets.deltas:
+        step = packets.last_duration if packets.last_duration > 0 else _typical_step(packets)
+        span = packets.last_time - packets.first_time + step
         if span > 0:
             return span
     if header_duration:
@@ -350,6 +515,16 @@ def _duration(packets: _Packets, header_duration: float | None, header_fps: floa
     if header_fps:
         return packets.count / header_fps
     return None
+
+
+def _content_duration(packets: _Packets, duration: float) -> float:
+    """How long the frames play for: never less than the sum of their own durations.
+
+    Repeated timestamps can squeeze a long video into a short span; the
+    packets' durations (a typical interval for those without one) cannot.
+    """
+    summed = packets.duration_sum + packets.unknown_durations * _typical_step(packets)
+    return max(duration, summed)
 
 
 def _fps(packets: _Packets, duration: float, header_fps: float | None) -> float:
@@ -360,14 +535,12 @@ def _fps(packets: _Packets, duration: float, header_fps: float | None) -> float:
     return measured
 
 
-def _is_variable_rate(times: list[float], stream: dict[str, Any]) -> bool:
-    """Variable when a noticeable share of frame intervals differ from the typical one."""
-    if len(times) >= 3:
-        deltas = [b - a for a, b in itertools.pairwise(times) if b > a]
-        if len(deltas) >= 2:
-            typical = statistics.median(deltas)
-            irregular = sum(1 for d in deltas if abs(d - typical) > _VFR_DEVIATION * typical)
-            return irregular > max(1, _VFR_SHARE * len(deltas))
+def _is_variable_rate(deltas: list[float], stream: dict[str, Any]) -> bool:
+    """Variable when a noticeable share of frame intervals (a sample of them) differ from the typical one."""
+    if len(deltas) >= 2:
+        typical = statistics.median(deltas)
+        irregular = sum(1 for d in deltas if abs(d - typical) > _VFR_DEVIATION * typical)
+        return irregular > max(1, _VFR_SHARE * len(deltas))
     r_rate = _rate(stream.get("r_frame_rate"))
     avg_rate = _rate(stream.get("avg_frame_rate"))
     return bool(r_rate and avg_rate and abs(r_rate - avg_rate) > 0.05 * avg_rate)

@@ -19,7 +19,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from pipeline.config import Settings, load_settings
+from pipeline.config import Settings, broker_url, load_settings
 from worker.logging import configure_worker_logging
 
 QUEUE = "vidx"
@@ -43,7 +43,7 @@ def reconcile_interval_s(settings: Settings) -> float:
 
 def make_app(settings: Settings) -> Celery:
     """A Celery app configured from ``settings`` (no side effects beyond the app)."""
-    celery_app = Celery("vidx", broker=settings.celery_broker_url, include=["worker.tasks"])
+    celery_app = Celery("vidx", broker=broker_url(settings), include=["worker.tasks"])
     celery_app.conf.update(
         task_default_queue=QUEUE,
         task_serializer="json",

@@ -1,0 +1,100 @@
+"""How every ffprobe/ffmpeg child is started: one local file, supported containers, bounded resources.
+
+ffmpeg picks a demuxer by content, and some demuxers open other inputs: an
+HLS playlist or DASH manifest fetches its segments (any ``file://`` path,
+any URL), a concat script lists files, image2 expands a name pattern into a
+sequence. A tenant's upload must never make the worker read another
+tenant's file or reach the network, so every input is opened with
+
+* ``-protocol_whitelist file``: only the local file protocol, and the input
+  is always named ``file:/abs/path`` (names may start with ``-`` or hold ``:``);
+* ``-format_whitelist``: only the containers vidx supports (a nested open by
+  any of them, e.g. an MP4 data reference, inherits both lists);
+
+and each child runs under an address-space and a CPU-time limit, so a
+hostile file that makes a demuxer or decoder balloon fails instead of
+exhausting the worker.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.config import Settings
+
+# Demuxer names (ffmpeg -demuxers) of the containers vidx indexes.
+SUPPORTED_FORMATS = (
+    "mov", "mp4", "m4a", "3gp", "3g2", "mj2",  # the ISO-BMFF / QuickTime family
+    "matroska", "webm",
+    "avi",
+    "mpegts",
+    "flv",
+    "ogg",
+    "mpeg",  # MPEG program stream
+    "asf",
+    # raw elementary video streams: one file, no container, nothing to follow
+    "h264", "hevc", "mpegvideo", "m4v",
+)
+# Single-file formats a header probe may recognise only to refuse them by name
+# (a still picture, a text file); they never reach decoding.
+RECOGNISED_ONLY_FORMATS = (
+    "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "tty", "bin", "xbin", "adf", "idf",
+)
+ALLOWED_PROTOCOLS = "file"
+
+_NOT_ON_WHITELIST = re.compile(r"\[([\w-]+)(?:,[\w,-]+)? @ [^\]]+\] Format not on whitelist")
+
+
+def input_spec(path: Path) -> str:
+    """The one input ffmpeg may read: an absolute ``file:`` name."""
+    return "file:" + os.path.abspath(path)
+
+
+def input_options(*, recognise_only: bool = False) -> list[str]:
+    """ffmpeg/ffprobe options to put before ``-i``: the protocol and container whitelists.
+
+    ``recognise_only`` adds formats that are refused later with a specific
+    reason (only the header probe uses it).
+    """
+    formats = SUPPORTED_FORMATS + (RECOGNISED_ONLY_FORMATS if recognise_only else ())
+    return ["-protocol_whitelist", ALLOWED_PROTOCOLS, "-format_whitelist", ",".join(formats)]
+
+
+def refused_format(stderr: str) -> str | None:
+    """The demuxer ffmpeg refused because it is not on the whitelist (``hls``, ``concat``...), or None."""
+    match = _NOT_ON_WHITELIST.search(stderr)
+    return match.group(1) if match else None
+
+
+def refused_format_reason(path: Path, demuxer: str) -> str:
+    """One line saying why a file in a format vidx does not read is refused."""
+    kind = {
+        "hls": "an HLS playlist",
+        "dash": "a DASH manifest",
+        "concat": "a concat script",
+        "image2": "an image sequence",
+    }.get(demuxer, f"the {demuxer} format")
+    return (
+        f"{path}: not a supported video container ({kind}); vidx reads mp4/mov, matroska/webm, avi, "
+        "mpegts, flv, ogg, mpeg-ps and asf files, never playlists, manifests, scripts or image sequences"
+    )
+
+
+def limit_resources(settings: Settings) -> Callable[[], None]:
+    """A ``preexec_fn`` that caps the child's address space and CPU time (POSIX rlimits).
+
+    Runs in the child between fork and exec, so it only calls setrlimit.
+    """
+    memory = settings.ffmpeg_memory_mb * 1024 * 1024
+    cpu = settings.ffmpeg_cpu_s
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
