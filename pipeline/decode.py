@@ -7,6 +7,11 @@ pipe. Python never sees a full-resolution frame and never holds more than
 a batch of frames, so memory stays flat for any length and resolution.
 Frame timestamps come from ffmpeg's ``showinfo`` filter on stderr, so
 variable frame rate works. ffmpeg auto-rotates, so frames are upright.
+
+Every child reads only its one file through the supported containers, under
+resource limits (pipeline.media_sandbox); the size of every decoded frame is
+checked against ``VIDX_MAX_DIMENSION`` (a stream may change size mid-way,
+whatever its header said).
 """
 
 from __future__ import annotations
@@ -24,16 +29,30 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import BadInputError
+from pipeline import media_sandbox
+from pipeline.config import Settings
+from pipeline.errors import BadInputError, ProcessingError
 
 _SHOWINFO = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]+\] n:\s*(\d+) pts:\s*(-?\d+)\s+pts_time:(\S+)")
+_FRAME_SIZE = re.compile(r" s:(\d+)x(\d+) ")
 _ERROR_HINT = re.compile(r"error|invalid|corrupt|missing|truncat|concealing", re.IGNORECASE)
 
 
+# Analysis frames fit in a box this many times as wide as it is high (32:9), so an
+# absurdly wide video cannot make candidate frames (and their queue) huge.
+_MAX_SAMPLE_ASPECT = 32 / 9
+# Detection frames are at most this many times as high as they are wide.
+_MAX_DETECTION_ASPECT = 4
+DECODE_FRAME_TIMEOUT_S = 60.0
+
+
 def scaled_size(width: int, height: int, target_height: int) -> tuple[int, int]:
-    """(w, h) at ``target_height`` (never upscaled), aspect kept, both even."""
+    """(w, h) fitting ``target_height`` high and 32:9 of it wide (never upscaled), aspect kept, both even."""
     out_h = min(target_height, height)
-    out_w = max(2, round(width * out_h / height / 2) * 2)
+    max_w = target_height * _MAX_SAMPLE_ASPECT
+    if width * out_h / height > max_w:  # wider than 32:9: the width is the binding side
+        out_h = max(2, int(height * max_w / width))
+    out_w = max(2, min(round(width * out_h / height / 2) * 2, int(max_w) - int(max_w) % 2))
     return out_w, max(2, out_h - out_h % 2)
 
 
@@ -42,6 +61,7 @@ def detection_size(width: int, height: int, target_width: int = 64) -> tuple[int
     out_w = min(target_width, width)
     out_w -= out_w % 2
     out_h = max(2, round(height * out_w / width / 2) * 2)
+    out_h = min(out_h, _MAX_DETECTION_ASPECT * max(2, out_w))
     return max(2, out_w), out_h
 
 
@@ -71,24 +91,28 @@ class FrameBatch:
     samples: list[tuple[int, np.ndarray]]  # (frame index, RGB image)
 
 
+FFMPEG = "ffmpeg"
+
+
 def _build_command(source: Path, opts: DecodeOptions) -> list[str]:
     dw, dh = opts.detect_size
-    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-threads", str(opts.threads)]
+    cmd = [FFMPEG, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-threads", str(opts.threads)]
     if opts.fast_detection and not opts.sample_size:
         cmd += ["-skip_loop_filter", "all"]
-    cmd += ["-i", str(source), "-an", "-sn", "-dn"]
-    detect_chain = f"scale={dw}:{dh}:flags=area,format=rgb24,showinfo"
+    cmd += [*media_sandbox.input_options(), "-i", media_sandbox.input_spec(source), "-an", "-sn", "-dn"]
+    # showinfo first: it logs each frame's time and its decoded size (checked against the limit)
+    detect_chain = f"scale={dw}:{dh}:flags=area,format=rgb24"
     if opts.sample_size and opts.sample_every > 0:
         sw, sh = opts.sample_size
         graph = (
-            f"[0:v:0]split=2[d][s];[d]{detect_chain}[det];"
+            f"[0:v:0]showinfo,split=2[d][s];[d]{detect_chain}[det];"
             f"[s]select='not(mod(n\\,{opts.sample_every}))',scale={sw}:{sh}:flags=bicubic,format=rgb24[smp]"
         )
         cmd += ["-filter_complex", graph,
                 "-map", "[det]", "-fps_mode", "passthrough", "-f", "rawvideo", "pipe:1",
                 "-map", "[smp]", "-fps_mode", "passthrough", "-f", "rawvideo", "pipe:3"]
     else:
-        cmd += ["-map", "0:v:0", "-vf", detect_chain, "-fps_mode", "passthrough", "-f", "rawvideo", "pipe:1"]
+        cmd += ["-map", "0:v:0", "-vf", f"showinfo,{detect_chain}", "-fps_mode", "passthrough", "-f", "rawvideo", "pipe:1"]
     return cmd
 
 
@@ -103,6 +127,7 @@ class _StderrReader(threading.Thread):
         super().__init__(daemon=True)
         self.stream = stream
         self.errors: deque[str] = deque(maxlen=5)
+        self.largest: tuple[int, int, int] = (0, 0, -1)  # (w, h, frame) of the largest decoded frame
         self._times: dict[int, float] = {}
         self._latest = -1
         self._done = False
@@ -118,8 +143,13 @@ class _StderrReader(threading.Thread):
                         t = float(m.group(3))
                     except ValueError:
                         t = float("nan")
+                    size = _FRAME_SIZE.search(line)
+                    n = int(m.group(1))
+                    if size:
+                        w, h = int(size.group(1)), int(size.group(2))
+                        if max(w, h) > max(self.largest[:2]):
+                            self.largest = (w, h, n)
                     with self._cond:
-                        n = int(m.group(1))
                         self._times[n] = t
                         self._latest = max(self._latest, n)
                         self._cond.notify_all()
@@ -140,13 +170,20 @@ class _StderrReader(threading.Thread):
 class _SampleReader(threading.Thread):
     """Drains the sample pipe so ffmpeg never blocks on it (samples are sparse)."""
 
-    def __init__(self, fd: int, size: tuple[int, int], every: int) -> None:
+    # Samples allowed ahead of the consumer beyond one batch's worth (ffmpeg's own output lag).
+    SLACK = 32
+
+    def __init__(self, fd: int, size: tuple[int, int], every: int, batch_frames: int) -> None:
         super().__init__(daemon=True)
         self.file = os.fdopen(fd, "rb", buffering=0)
         self.nbytes = size[0] * size[1] * 3
         self.shape = (size[1], size[0], 3)
         self.every = every
-        self.samples: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue()
+        # Bounded: the consumer takes a batch's samples once that batch's detection frames
+        # arrived, so a batch's worth plus slack is all that can ever be waiting legitimately.
+        self.samples: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue(
+            maxsize=batch_frames // max(1, every) + self.SLACK
+        )
 
     def run(self) -> None:
         k = 0
@@ -221,9 +258,12 @@ def _read_exact(stream, nbytes: int) -> bytearray | None:
 class FrameStream:
     """One decoding pass: iterate ``batches()``; always ``close()`` (or use ``with``)."""
 
-    def __init__(self, source: Path, opts: DecodeOptions, batch_frames: int = 128) -> None:
+    def __init__(
+        self, source: Path, opts: DecodeOptions, batch_frames: int = 128, settings: Settings | None = None
+    ) -> None:
         self.source = source
         self.opts = opts
+        self.settings = settings or Settings()
         self.batch_frames = batch_frames
         self.frames_read = 0
         self._proc: subprocess.Popen | None = None
@@ -248,10 +288,11 @@ class FrameStream:
             cmd = [c if c != "pipe:3" else f"pipe:{sample_w}" for c in cmd]
         try:
             self._proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=pass_fds
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=pass_fds,
+                preexec_fn=media_sandbox.limit_resources(self.settings),
             )
-        except FileNotFoundError as exc:  # pragma: no cover - ffmpeg is a hard dependency
-            raise BadInputError("ffmpeg is not installed") from exc
+        except FileNotFoundError as exc:  # the machine's fault, not the video's: retried elsewhere
+            raise ProcessingError(f"ffmpeg not found ({FFMPEG}); install ffmpeg") from exc
         finally:
             if sample_w >= 0:
                 os.close(sample_w)
@@ -259,7 +300,9 @@ class FrameStream:
         self._stderr.start()
         if sample_r >= 0:
             assert self.opts.sample_size is not None
-            self._samples = _SampleReader(sample_r, self.opts.sample_size, self.opts.sample_every)
+            self._samples = _SampleReader(
+                sample_r, self.opts.sample_size, self.opts.sample_every, self.batch_frames
+            )
             self._samples.start()
         else:
             self._samples_done = True
@@ -287,6 +330,7 @@ class FrameStream:
             times = np.empty(n)
             for i in range(n):
                 times[i] = self._stderr.time_of(self.frames_read + i)
+            self._check_frame_size()
             first = self.frames_read
             self.frames_read += n
             yield FrameBatch(first, frames, times, self._take_samples(self.frames_read))
@@ -294,6 +338,15 @@ class FrameStream:
                 break
         # Flush samples for the last frames.
         self._proc.wait()
+
+    def _check_frame_size(self) -> None:
+        """Refuse the stream once any decoded frame is larger than the limit (its header may have lied)."""
+        w, h, n = self._stderr.largest
+        limit = self.settings.max_dimension
+        if max(w, h) > limit:
+            raise BadInputError(
+                f"{self.source}: frame {n} is {w}x{h}, over the {limit}px limit (VIDX_MAX_DIMENSION)"
+            )
 
     def _take_samples(self, upto: int) -> list[tuple[int, np.ndarray]]:
         """Samples of frames below ``upto``.
@@ -336,13 +389,33 @@ class FrameStream:
                     stream.close()
 
 
-def decode_frame_at(source: Path, time_s: float, size: tuple[int, int]) -> np.ndarray | None:
-    """One properly decoded RGB frame at ``time_s`` (accurate seek), or None if there is none."""
+def decode_frame_at(
+    source: Path,
+    time_s: float,
+    size: tuple[int, int],
+    settings: Settings | None = None,
+    timeout_s: float = DECODE_FRAME_TIMEOUT_S,
+) -> np.ndarray | None:
+    """One properly decoded RGB frame at ``time_s`` (accurate seek), or None if there is none.
+
+    Same sandbox as the main decode; a child that does not answer within
+    ``timeout_s`` is killed (ProcessingError: the job is retried, not the input blamed).
+    """
+    settings = settings or Settings()
     w, h = size
-    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-ss", f"{max(0.0, time_s):.6f}",
-           "-i", str(source), "-map", "0:v:0", "-frames:v", "1", "-vf", f"scale={w}:{h}:flags=bicubic",
+    cmd = [FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error", "-ss", f"{max(0.0, time_s):.6f}",
+           *media_sandbox.input_options(), "-i", media_sandbox.input_spec(source), "-map", "0:v:0",
+           "-frames:v", "1", "-vf", f"scale={w}:{h}:flags=bicubic",
            "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
-    proc = subprocess.run(cmd, capture_output=True)
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, timeout=timeout_s, stdin=subprocess.DEVNULL,
+            preexec_fn=media_sandbox.limit_resources(settings),
+        )
+    except subprocess.TimeoutExpired:
+        raise ProcessingError(f"{source}: ffmpeg did not return the frame at {time_s:.2f}s within {timeout_s:.0f}s") from None
+    except FileNotFoundError as exc:
+        raise ProcessingError(f"ffmpeg not found ({FFMPEG}); install ffmpeg") from exc
     if proc.returncode != 0 or len(proc.stdout) < w * h * 3:
         return None
     return np.frombuffer(proc.stdout[: w * h * 3], np.uint8).reshape(h, w, 3).copy()

@@ -122,7 +122,7 @@ class _SceneAssembler:
     def _fallback(self, start: int, end: int, start_s: float, end_s: float) -> list[Candidate]:
         """A scene too short to hold a sample: decode its middle frame with a targeted seek."""
         mid_s = (start_s + end_s) / 2
-        image = decode_frame_at(self.source, mid_s, self.sample_size)
+        image = decode_frame_at(self.source, mid_s, self.sample_size, self.settings)
         return [] if image is None else [Candidate((start + end) // 2, mid_s, image)]
 
 
@@ -150,7 +150,7 @@ def detect_scenes(
     scenes = _SceneAssembler(source, settings, fps, sample_size, timeline)
     expected = probe.frame_count or int(probe.duration_s * fps)
 
-    with FrameStream(source, opts, batch_frames=batch) as stream:
+    with FrameStream(source, opts, batch_frames=batch, settings=settings) as stream:
         for fb in stream.batches():
             timeline.add(fb.first, fb.times)
             for frame, image in fb.samples:
@@ -173,11 +173,12 @@ def detect_scenes(
 
 
 def _check_complete(source: Path, frames: int, expected: int, code: int, errors: str) -> None:
+    """Every message starts with the file, whatever ffmpeg's own words happen to hold."""
     detail = f" ({errors})" if errors else ""
     if frames == 0:
-        raise BadInputError(f"no video frames could be decoded from {source.name}{detail}")
+        raise BadInputError(f"{source}: no video frames could be decoded{detail}")
     if code != 0 or (expected > 0 and frames < _COMPLETE_SHARE * expected):
         approx = f" of ~{expected}" if expected > 0 else ""
-        raise BadInputError(f"corrupt video stream: decoding stopped at frame {frames}{approx}{detail}")
+        raise BadInputError(f"{source}: corrupt video stream: decoding stopped at frame {frames}{approx}{detail}")
     if errors:
         log.warning("decoder_errors_concealed", source=str(source), errors=errors)
