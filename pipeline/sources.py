@@ -1,8 +1,10 @@
 """Where a video comes from: a local path, or an http(s) URL fetched to a temp file.
 
-Workers only ever index local files, so a URL is downloaded first, capped at
-``settings.download_max_mb`` so a huge or endless response cannot fill the
-disk, and the temporary copy is removed when the job is over (success or not).
+Workers only ever index local files, so a URL is downloaded first
+(pipeline.http_fetch: checked addresses only, redirects re-checked, a size
+cap and a total deadline), into a private temporary directory that is
+removed when the job is over (success or not). Directories left by a worker
+that was killed mid-download are swept by the next download.
 """
 
 from __future__ import annotations
@@ -10,8 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,20 +20,46 @@ from urllib.parse import urlsplit
 
 from pipeline.config import Settings
 from pipeline.errors import BadInputError
+from pipeline.http_fetch import URL_SCHEMES, FetchPolicy, fetch_to_file
 from pipeline.log import get_logger
+from pipeline.netguard import Resolver, check_literal
+from pipeline.redaction import redact_url
 
 log = get_logger(__name__)
 
-URL_SCHEMES = ("http", "https")
-DOWNLOAD_TIMEOUT_S = 30.0
-_CHUNK = 1 << 20
+_TMP_PREFIX = "vidx-download-"
+# A download directory this old is abandoned whatever its process (pids get reused).
+_ABANDONED_AFTER_S = 24 * 3600.0
 
 
 def is_url(source: str) -> bool:
-    """True for http(s) URLs; everything else is treated as a local path."""
+    """True for http(s) URLs; everything else is treated as a local path. The one test for "is this a URL"."""
     return urlsplit(str(source)).scheme.lower() in URL_SCHEMES
 
 
+def looks_like_url(source: str) -> bool:
+    """Anything with a scheme (``ftp://``, ``file://``...): a URL, supported or not, never a path."""
+    return "://" in str(source)
+
+
+def check_url(url: str, settings: Settings) -> str:
+    """Refuse what is visible without any network traffic: the scheme, a non-public IP literal.
+
+    Returns the URL unchanged. ``vidx enqueue`` calls it so such a URL is
+    refused at once (exit 2, nothing enqueued); the worker re-checks every
+    address it resolves anyway.
+    """
+    label = redact_url(url)
+    if not is_url(url):
+        raise BadInputError(f"{label}: unsupported URL scheme (use http:// or https://)")
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        host = None
+    if not host:
+        raise BadInputError(f"{label}: URL has no host")
+    check_literal(host, allow_private=settings.allow_private_urls, label=label)
+    return url
 def check_local_file(path: Path) -> Path:
     """Refuse a local path that cannot be a video (missing, directory, empty, unreadable)."""
     if not path.exists():
@@ -49,46 +76,75 @@ def check_local_file(path: Path) -> Path:
 
 
 @contextmanager
-def open_source(source: str, settings: Settings) -> Iterator[Path]:
+def open_source(source: str, settings: Settings, *, resolver: Resolver | None = None) -> Iterator[Path]:
     """Yield a local file for ``source``; a downloaded copy is deleted on exit.
 
-    Raises :class:`BadInputError` for a missing/unusable path, an unreachable
-    or failing URL, or a download over the size cap.
+    Raises :class:`BadInputError` for a missing/unusable path, a refused,
+    unreachable or failing URL, or a download over the size cap or deadline.
+    ``resolver`` replaces the system resolver (tests).
     """
     if not is_url(source):
+        if looks_like_url(source):
+            raise BadInputError(f"{redact_url(source)}: unsupported URL scheme (use http:// or https://)")
         yield check_local_file(Path(source).expanduser())
         return
-    tmp_dir = Path(tempfile.mkdtemp(prefix="vidx-download-"))
+    check_url(source, settings)
+    sweep_abandoned_downloads()
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-"))  # mode 0700
     try:
-        yield download(source, tmp_dir, max_bytes=settings.download_max_mb * 1024 * 1024)
+        yield download(source, tmp_dir, settings, resolver=resolver)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-def download(url: str, dest_dir: Path, *, max_bytes: int, timeout_s: float = DOWNLOAD_TIMEOUT_S) -> Path:
-    """Stream ``url`` into ``dest_dir``; refuse it past ``max_bytes``."""
+def download(url: str, dest_dir: Path, settings: Settings, *, resolver: Resolver | None = None) -> Path:
+    """Fetch ``url`` into ``dest_dir`` under the settings' cap, deadline and address policy."""
     suffix = Path(urlsplit(url).path).suffix[:16]
     dest = dest_dir / f"source{suffix}"
-    request = urllib.request.Request(url, headers={"User-Agent": "vidx"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise BadInputError(f"{url}: {int(declared)} bytes is over the download cap of {max_bytes} bytes")
-            written = 0
-            with dest.open("wb") as out:
-                while chunk := response.read(_CHUNK):
-                    written += len(chunk)
-                    if written > max_bytes:
-                        raise BadInputError(f"{url}: download is over the cap of {max_bytes} bytes")
-                    out.write(chunk)
-    except urllib.error.HTTPError as exc:
-        raise BadInputError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        raise BadInputError(f"{url}: unreachable ({exc.reason})") from None
-    except OSError as exc:  # timeouts, resets mid-body, local disk errors
-        raise BadInputError(f"{url}: download failed ({exc})") from None
+    policy = FetchPolicy(
+        max_bytes=settings.download_max_mb * 1024 * 1024,
+        deadline_s=settings.download_deadline_s,
+        allow_private=settings.allow_private_urls,
+        resolver=resolver,
+    )
+    written = fetch_to_file(url, dest, policy)
     if written == 0:
-        raise BadInputError(f"{url}: downloaded file is empty (0 bytes)")
-    log.info("source_downloaded", url=url, bytes=written)
+        raise BadInputError(f"{redact_url(url)}: downloaded file is empty (0 bytes)")
+    log.info("source_downloaded", url=redact_url(url), bytes=written)
     return dest
+
+
+def sweep_abandoned_downloads(tmp_root: Path | None = None) -> list[Path]:
+    """Remove download directories whose process is gone (a killed worker) or that are a day old."""
+    root = Path(tmp_root or tempfile.gettempdir())
+    removed: list[Path] = []
+    try:
+        entries = list(root.glob(f"{_TMP_PREFIX}*"))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        pid_text = entry.name[len(_TMP_PREFIX):].split("-", 1)[0]
+        try:
+            info = entry.lstat()
+        except OSError:
+            continue
+        if not entry.is_dir() or info.st_uid != os.getuid():
+            continue
+        alive = pid_text.isdigit() and _process_alive(int(pid_text))
+        if alive and now - info.st_mtime < _ABANDONED_AFTER_S:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+        log.info("abandoned_download_removed", path=str(entry))
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

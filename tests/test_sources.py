@@ -52,6 +52,12 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         server.server_close()
 
 
+@pytest.fixture
+def internal_ok(settings: Settings) -> Settings:
+    """The test server is on loopback: these tests opt in to internal hosts (the default refuses them)."""
+    return settings.with_overrides(allow_private_urls=True)
+
+
 def test_is_url() -> None:
     assert is_url("http://example.com/a.mp4")
     assert is_url("HTTPS://example.com/a.mp4")
@@ -84,10 +90,10 @@ def test_bad_local_paths_are_refused(tmp_path: Path, make, message: str) -> None
     assert "\n" not in str(info.value)
 
 
-def test_url_is_downloaded_and_removed(http_root, settings: Settings) -> None:
+def test_url_is_downloaded_and_removed(http_root, internal_ok: Settings) -> None:
     base, root = http_root
     (root / "clip.mp4").write_bytes(b"v" * 200_000)
-    with open_source(f"{base}/clip.mp4", settings) as path:
+    with open_source(f"{base}/clip.mp4", internal_ok) as path:
         assert path.suffix == ".mp4"
         assert path.read_bytes() == b"v" * 200_000
         downloaded = path
@@ -95,28 +101,28 @@ def test_url_is_downloaded_and_removed(http_root, settings: Settings) -> None:
     assert not downloaded.parent.exists()
 
 
-def test_download_is_removed_when_the_job_fails(http_root, settings: Settings) -> None:
+def test_download_is_removed_when_the_job_fails(http_root, internal_ok: Settings) -> None:
     base, root = http_root
     (root / "clip.mp4").write_bytes(b"v" * 1000)
     with pytest.raises(RuntimeError):
-        with open_source(f"{base}/clip.mp4", settings) as path:
+        with open_source(f"{base}/clip.mp4", internal_ok) as path:
             downloaded = path
             raise RuntimeError("indexing failed")
     assert not downloaded.parent.exists()
 
 
-def test_declared_size_over_cap_is_refused(http_root, settings: Settings) -> None:
+def test_declared_size_over_cap_is_refused(http_root, internal_ok: Settings) -> None:
     base, root = http_root
     (root / "big.mp4").write_bytes(b"v" * (1024 * 1024 + 1))
-    capped = settings.with_overrides(download_max_mb=1)
+    capped = internal_ok.with_overrides(download_max_mb=1)
     with pytest.raises(BadInputError, match="over the download cap"):
         with open_source(f"{base}/big.mp4", capped):
             pytest.fail("must not get here")
 
 
-def test_undeclared_size_over_cap_is_cut_off(http_root, settings: Settings) -> None:
+def test_undeclared_size_over_cap_is_cut_off(http_root, internal_ok: Settings) -> None:
     base, _ = http_root
-    capped = settings.with_overrides(download_max_mb=1)
+    capped = internal_ok.with_overrides(download_max_mb=1)
     with pytest.raises(BadInputError, match="over the cap"):
         with open_source(f"{base}/stream/{3 * 1024 * 1024}", capped):
             pytest.fail("must not get here")
@@ -124,16 +130,18 @@ def test_undeclared_size_over_cap_is_cut_off(http_root, settings: Settings) -> N
         assert path.stat().st_size == 512 * 1024
 
 
-def test_http_error_is_bad_input(http_root, settings: Settings) -> None:
+def test_http_error_is_bad_input(http_root, internal_ok: Settings) -> None:
     base, _ = http_root
-    with pytest.raises(BadInputError, match="HTTP 404"):
-        with open_source(f"{base}/missing.mp4", settings):
+    # Security (issue 10): tenants get one generic reason, never the status or an internal reason phrase.
+    with pytest.raises(BadInputError, match="unreachable or not downloadable") as info:
+        with open_source(f"{base}/missing.mp4", internal_ok):
             pass
+    assert "404" not in str(info.value)
 
 
-def test_unreachable_url_is_bad_input(settings: Settings) -> None:
+def test_unreachable_url_is_bad_input(internal_ok: Settings) -> None:
     url = f"http://127.0.0.1:{free_port()}/video.mp4"  # nobody listens there
     with pytest.raises(BadInputError, match="unreachable") as info:
-        with open_source(url, settings):
+        with open_source(url, internal_ok):
             pass
     assert str(info.value).startswith(url)
