@@ -35,9 +35,16 @@ JPEG_QUALITY = 90
 
 
 def canonical_source(path_or_url: str) -> str:
-    """The stable label of a source: URLs as given, local paths made absolute."""
-    if "://" in path_or_url:
-        return path_or_url
+    """The stable label of a source: URLs redacted (no user-info, query or fragment), local paths made absolute.
+
+    The label is what is stored, shown and logged, and what the video id is
+    derived from: re-signing a presigned URL keeps the same video.
+    """
+    from pipeline.redaction import redact_url
+    from pipeline.sources import is_url
+
+    if is_url(path_or_url, supported_only=False):
+        return redact_url(path_or_url)
     return str(Path(path_or_url).expanduser().resolve())
 
 

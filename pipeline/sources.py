@@ -32,14 +32,15 @@ _TMP_PREFIX = "vidx-download-"
 _ABANDONED_AFTER_S = 24 * 3600.0
 
 
-def is_url(source: str) -> bool:
-    """True for http(s) URLs; everything else is treated as a local path. The one test for "is this a URL"."""
+def is_url(source: str, *, supported_only: bool = True) -> bool:
+    """True for http(s) URLs; everything else is treated as a local path. The one test for "is this a URL".
+
+    ``supported_only=False``: any ``scheme://`` text (``ftp://``, ``file://``), so it can be refused as a
+    URL with a clear reason instead of being looked up as a file.
+    """
+    if not supported_only:
+        return "://" in str(source)
     return urlsplit(str(source)).scheme.lower() in URL_SCHEMES
-
-
-def looks_like_url(source: str) -> bool:
-    """Anything with a scheme (``ftp://``, ``file://``...): a URL, supported or not, never a path."""
-    return "://" in str(source)
 
 
 def check_url(url: str, settings: Settings) -> str:
@@ -84,7 +85,7 @@ def open_source(source: str, settings: Settings, *, resolver: Resolver | None = 
     ``resolver`` replaces the system resolver (tests).
     """
     if not is_url(source):
-        if looks_like_url(source):
+        if is_url(source, supported_only=False):
             raise BadInputError(f"{redact_url(source)}: unsupported URL scheme (use http:// or https://)")
         yield check_local_file(Path(source).expanduser())
         return
@@ -92,7 +93,15 @@ def open_source(source: str, settings: Settings, *, resolver: Resolver | None = 
     sweep_abandoned_downloads()
     tmp_dir = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-"))  # mode 0700
     try:
-        yield download(source, tmp_dir, settings, resolver=resolver)
+        path = download(source, tmp_dir, settings, resolver=resolver)
+        try:
+            yield path
+        except BadInputError as exc:
+            # the tenant knows the URL, not the worker's temporary file: name the input they gave
+            message = str(exc).replace(str(path), redact_url(source))
+            if message == str(exc):
+                raise
+            raise BadInputError(message) from exc
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 

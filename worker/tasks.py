@@ -81,8 +81,14 @@ class _ProgressReporter:
 
 
 @app.task(name=INDEX_TASK, bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
-def index_video_task(self: Any, video_id: str, owner_id: str | None = None) -> dict[str, Any]:
-    """Index one video whose row exists (created by ``vidx enqueue``)."""
+def index_video_task(
+    self: Any, video_id: str, owner_id: str | None = None, fetch_url: str | None = None
+) -> dict[str, Any]:
+    """Index one video whose row exists (created by ``vidx enqueue``).
+
+    ``fetch_url``: the full URL (credentials, signature) when the row holds
+    only its redacted form; used to fetch, never stored or logged.
+    """
     settings = worker_settings()
     vid = UUID(str(video_id))
     try:
@@ -95,13 +101,15 @@ def index_video_task(self: Any, video_id: str, owner_id: str | None = None) -> d
         log.warning("job_retry", reason=str(exc), countdown_s=round(countdown, 1), phase="claim")
         raise self.retry(countdown=countdown, exc=exc) from exc
     try:
-        return _run_job(self, conn, vid, settings)
+        return _run_job(self, conn, vid, settings, fetch_url)
     finally:
         with suppress(Exception):
             conn.close()  # also releases the video's advisory lock
 
 
-def _run_job(task: Any, conn: psycopg.Connection, vid: UUID, settings: Settings) -> dict[str, Any]:
+def _run_job(
+    task: Any, conn: psycopg.Connection, vid: UUID, settings: Settings, fetch_url: str | None = None
+) -> dict[str, Any]:
     try:
         claim = jobs.claim_video(conn, vid, max_attempts=settings.max_attempts)
     except psycopg.OperationalError as exc:
@@ -125,7 +133,7 @@ def _run_job(task: Any, conn: psycopg.Connection, vid: UUID, settings: Settings)
             for path in remove_abandoned(settings.sidecar_dir, vid):  # left by a killed attempt
                 log.info("abandoned_staging_removed", path=str(path))
 
-        with open_source(claim.source, settings) as path:
+        with open_source(_fetch_source(claim.source, fetch_url), settings) as path:
             result = index_video(
                 path,
                 video_id=vid,
@@ -155,6 +163,15 @@ def _run_job(task: Any, conn: psycopg.Connection, vid: UUID, settings: Settings)
         seconds=round(time.monotonic() - started, 2),
     )
     return {"video_id": str(vid), "outcome": "done", "scenes": len(result.scenes)}
+
+
+def _fetch_source(stored: str, fetch_url: str | None) -> str:
+    """What to fetch: the full URL when it is the one the row's redacted source came from."""
+    from pipeline.indexer import canonical_source
+
+    if fetch_url and canonical_source(fetch_url) == stored:
+        return fetch_url
+    return stored
 
 
 def _fail(conn: psycopg.Connection, vid: UUID, reason: str, *, kind: str) -> dict[str, Any]:
@@ -194,11 +211,23 @@ def reconcile(conn: psycopg.Connection, settings: Settings) -> list[UUID]:
     return sent
 
 
-def send_index_task(video_id: UUID, owner_id: UUID) -> str:
-    """Publish one indexing task (a few quick retries if the broker blips)."""
+def send_index_task(video_id: UUID, owner_id: UUID, fetch_url: str | None = None) -> str:
+    """Publish one indexing task (a few quick retries if the broker blips).
+
+    ``fetch_url`` (a URL holding credentials) rides in the message only; the
+    message's displayed kwargs (events, ``celery inspect``) show it redacted.
+    """
+    from pipeline.redaction import redact_url
+
+    kwargs = {"owner_id": str(owner_id)}
+    shown = dict(kwargs)
+    if fetch_url:
+        kwargs["fetch_url"] = fetch_url
+        shown["fetch_url"] = redact_url(fetch_url)
     result = index_video_task.apply_async(
         args=[str(video_id)],
-        kwargs={"owner_id": str(owner_id)},
+        kwargs=kwargs,
+        kwargsrepr=repr(shown),
         queue=QUEUE,
         retry=True,
         retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2},

