@@ -45,13 +45,13 @@ def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
 def is_public_address(ip: IPAddress) -> bool:
     """Globally routable unicast: not loopback, private (RFC 1918), link-local, CGNAT, ULA,
     multicast, unspecified, reserved or documentation space, in any IPv4-in-IPv6 form."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return is_public_address(ip.ipv4_mapped)  # ::ffff:a.b.c.d is a.b.c.d on the wire
     inner = embedded_ipv4(ip)
     if inner is not None and not is_public_address(inner):
         return False
     if ip.is_multicast or ip.is_unspecified or ip.is_loopback or ip.is_link_local or ip.is_reserved:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return True  # the mapped IPv4 address was public (checked above)
     return ip.is_global
 
 
