@@ -110,7 +110,7 @@ status() {
   local bin
   bin=$(cat "$STATE/pg_bin")
   "$bin/pg_isready" -q -h 127.0.0.1 -p "$(cat "$STATE/pg_port")" -d "$DB_NAME" -U postgres || return 1
-  [ "$(redis-cli -h 127.0.0.1 -p "$(cat "$STATE/redis_port")" ping 2>/dev/null)" = "PONG" ] || return 1
+  [ "$(REDISCLI_AUTH=$(cat "$STATE/redis_password") redis-cli -h 127.0.0.1 -p "$(cat "$STATE/redis_port")" ping 2>/dev/null)" = "PONG" ] || return 1
 }
 
 stop() {
@@ -174,20 +174,24 @@ start() {
     || die "the pgvector extension is not available in $bin"
 
   redis_port=$(free_port)
-  log "starting redis-server on 127.0.0.1:$redis_port"
-  redis-server --bind 127.0.0.1 --port "$redis_port" --daemonize yes \
+  # A password on the broker, as in production (docs/security.md); given on stdin, never on a command line.
+  local redis_password
+  redis_password=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  (umask 077; echo "$redis_password" >"$STATE/redis_password")
+  log "starting redis-server on 127.0.0.1:$redis_port (password protected)"
+  echo "requirepass $redis_password" | redis-server - --bind 127.0.0.1 --port "$redis_port" --daemonize yes \
     --pidfile "$STATE/redis.pid" --logfile "$STATE/redis.log" --dir "$STATE" \
     --save "" --appendonly no >/dev/null
   echo "$redis_port" >"$STATE/redis_port"
   for _ in $(seq 100); do
-    [ "$(redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null)" = "PONG" ] && break
+    [ "$(REDISCLI_AUTH=$redis_password redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null)" = "PONG" ] && break
     sleep 0.1
   done
 
   (umask 077; : >"$STATE/env")
   cat >"$STATE/env" <<EOF
 export DATABASE_URL=postgresql://postgres@127.0.0.1:$pg_port/$DB_NAME
-export CELERY_BROKER_URL=redis://127.0.0.1:$redis_port/0
+export CELERY_BROKER_URL=redis://:$redis_password@127.0.0.1:$redis_port/0
 EOF
   status || die "servers started but do not answer (logs in $STATE)"
   print_env

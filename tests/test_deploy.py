@@ -323,6 +323,9 @@ def test_external_services_script_starts_real_servers_and_stops_them():
             distance = conn.execute("SELECT '[1,0,0]'::vector <=> '[0,1,0]'::vector").fetchone()[0]
             assert distance == pytest.approx(1.0)
         assert redis.Redis.from_url(urls["CELERY_BROKER_URL"]).ping()
+        broker_port = int(urls["CELERY_BROKER_URL"].rsplit(":", 1)[1].split("/")[0])
+        with pytest.raises(redis.exceptions.RedisError):  # the broker has a password (issue 10)
+            redis.Redis(host="127.0.0.1", port=broker_port).ping()
 
         again = run("start")  # idempotent: same servers, same URLs
         assert again.returncode == 0, again.stderr

@@ -284,3 +284,24 @@ def test_broker_password_setting() -> None:
     assert broker_url(settings) == "redis://:p%40ss%2Fw@redis.internal:6379/2"
     assert "p@ss" not in repr(settings)
     assert broker_url(load_settings({})) == "redis://localhost:6379/0"
+
+
+# --- 7. the embedded database's socket directory must be private ------------------------------------
+
+
+def test_embedded_postgres_refuses_a_data_dir_others_can_enter(tmp_path: Path) -> None:
+    from pipeline.store import embedded
+
+    pgdata = tmp_path / "data" / "postgres"
+    pgdata.mkdir(parents=True)
+    pgdata.chmod(0o755)
+    with pytest.raises(ConfigError, match=r"VIDX_DATA_DIR=.*private \(mode 0700.*found 0o755"):
+        embedded.start(tmp_path / "data")
+    assert not (pgdata / "PG_VERSION").exists()  # refused before initdb or any server start
+    link = tmp_path / "linked" / "postgres"
+    link.parent.mkdir()
+    link.symlink_to(pgdata)
+    pgdata.chmod(0o700)
+    with pytest.raises(ConfigError, match="VIDX_DATA_DIR"):
+        embedded.check_private(link)
+    embedded.check_private(pgdata)  # private: accepted

@@ -194,7 +194,9 @@ def check_broker(settings: Settings) -> str:
 def _ping_broker(settings: Settings) -> str:
     import redis
 
-    client = redis.Redis.from_url(settings.celery_broker_url, socket_connect_timeout=3, socket_timeout=3)
+    from pipeline.config import broker_url
+
+    client = redis.Redis.from_url(broker_url(settings), socket_connect_timeout=3, socket_timeout=3)
     try:
         client.ping()
         from worker.app import QUEUE
