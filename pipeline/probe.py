@@ -19,7 +19,6 @@ from __future__ import annotations
 import heapq
 import json
 import math
-import random
 import stat
 import statistics
 import subprocess
@@ -268,8 +267,8 @@ class _PacketCounter:
     """Folds the packet lines into :class:`_Packets` one at a time, in bounded memory.
 
     Presentation order is restored through a small reorder window (B-frames
-    are never more than a few frames out of order); intervals are kept as a
-    fixed-size deterministic sample for the median and the VFR test.
+    are never more than a few frames out of order); intervals are kept as an
+    evenly spread sample of bounded size for the median and the VFR test.
     """
 
     def __init__(self, stream_index: int) -> None:
@@ -286,7 +285,7 @@ class _PacketCounter:
         self._emitted: float | None = None
         self._deltas: list[float] = []
         self._seen_deltas = 0
-        self._rng = random.Random(0)
+        self._stride = 1
 
     def add(self, line: str) -> None:
         fields = (line.strip().split(",") + ["", "", "", "", ""])[:5]
@@ -325,13 +324,14 @@ class _PacketCounter:
         self._emitted = t if self._emitted is None else max(self._emitted, t)
 
     def _sample(self, delta: float) -> None:
+        """Keep every ``stride``-th interval; when full, halve the sample and double the stride (even spread)."""
         self._seen_deltas += 1
-        if len(self._deltas) < _DELTA_SAMPLE:
-            self._deltas.append(delta)
-        else:
-            slot = self._rng.randrange(self._seen_deltas)
-            if slot < _DELTA_SAMPLE:
-                self._deltas[slot] = delta
+        if self._seen_deltas % self._stride:
+            return
+        self._deltas.append(delta)
+        if len(self._deltas) >= _DELTA_SAMPLE:
+            del self._deltas[1::2]
+            self._stride *= 2
 
     def result(self, stderr: str) -> _Packets:
         while self._window:
