@@ -46,6 +46,7 @@ class FetchPolicy:
     read_timeout_s: float = READ_TIMEOUT_S
     resolver: Resolver | None = None  # None: the system resolver
     address_allowed: Callable[[IPAddress], bool] | None = None  # None: netguard.is_public_address
+    tls_context: ssl.SSLContext | None = None  # None: the system's CAs, hostname verified
 
 
 class _Unreachable(Exception):
@@ -64,15 +65,17 @@ class _PinnedMixin:
 
 
 class _PinnedHTTPConnection(_PinnedMixin, http.client.HTTPConnection):
-    def __init__(self, host: str, port: int, ip: str, timeout: float) -> None:
+    def __init__(self, host: str, port: int, ip: str, timeout: float, context: ssl.SSLContext | None) -> None:
         super().__init__(host, port, timeout=timeout)
         self.pinned_ip = ip
         self._create_connection = self._pinned_create_connection
 
 
 class _PinnedHTTPSConnection(_PinnedMixin, http.client.HTTPSConnection):
-    def __init__(self, host: str, port: int, ip: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+    """TLS to the pinned address; SNI and certificate checks use the URL's host name (``self.host``)."""
+
+    def __init__(self, host: str, port: int, ip: str, timeout: float, context: ssl.SSLContext | None) -> None:
+        super().__init__(host, port, timeout=timeout, context=context or ssl.create_default_context())
         self.pinned_ip = ip
         self._create_connection = self._pinned_create_connection
 
@@ -146,7 +149,7 @@ def _open(
         target += "?" + parts.query
     errors = []
     for ip in addresses:
-        conn = _connection(https, host, port, ip, _remaining(deadline, policy.read_timeout_s))
+        conn = _connection(https, host, port, ip, _remaining(deadline, policy.read_timeout_s), policy.tls_context)
         watchdog = _Watchdog(conn, deadline)
         try:
             conn.request("GET", target, headers={"User-Agent": "vidx", "Accept-Encoding": "identity"})
@@ -163,9 +166,11 @@ def _open(
     raise _Unreachable("; ".join(errors))
 
 
-def _connection(https: bool, host: str, port: int, ip: IPAddress, timeout: float) -> http.client.HTTPConnection:
+def _connection(
+    https: bool, host: str, port: int, ip: IPAddress, timeout: float, context: ssl.SSLContext | None
+) -> http.client.HTTPConnection:
     cls = _PinnedHTTPSConnection if https else _PinnedHTTPConnection
-    return cls(host, port, str(ip), timeout)
+    return cls(host, port, str(ip), timeout, context)
 
 
 def _stream_body(

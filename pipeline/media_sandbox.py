@@ -41,9 +41,9 @@ SUPPORTED_FORMATS = (
 )
 # Single-file formats a header probe may recognise only to refuse them by name
 # (a still picture, a text file); they never reach decoding.
-RECOGNISED_ONLY_FORMATS = (
-    "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "tty", "bin", "xbin", "adf", "idf",
-)
+STILL_IMAGE_FORMATS = ("png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe")
+TEXT_FORMATS = ("tty", "bin", "xbin", "adf", "idf")
+RECOGNISED_ONLY_FORMATS = STILL_IMAGE_FORMATS + TEXT_FORMATS
 ALLOWED_PROTOCOLS = "file"
 
 _NOT_ON_WHITELIST = re.compile(r"\[([\w-]+)(?:,[\w,-]+)? @ [^\]]+\] Format not on whitelist")

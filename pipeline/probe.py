@@ -43,8 +43,8 @@ PACKETS_BASE_TIMEOUT_S = 60.0
 PACKETS_BYTES_PER_S = 20 * 1024 * 1024
 
 # Demuxers that only ever hold one picture (or text rendered as one).
-_STILL_IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe"}
-_TEXT_FORMATS = {"tty", "bin", "xbin", "adf", "idf"}
+_STILL_IMAGE_FORMATS = set(media_sandbox.STILL_IMAGE_FORMATS)
+_TEXT_FORMATS = set(media_sandbox.TEXT_FORMATS)
 # Packets of presentation-order slack (B-frame reordering) before a time counts as going back.
 _REORDER_WINDOW = 16
 # Frame intervals kept (a deterministic sample) for the median and the VFR test.

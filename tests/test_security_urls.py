@@ -12,6 +12,9 @@ from __future__ import annotations
 import http.server
 import ipaddress
 import os
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -40,7 +43,7 @@ class Server:
     drip: dict[str, int] = field(default_factory=dict)  # path -> bytes sent one at a time
 
 
-def _serve(host: str = "127.0.0.1") -> Iterator[Server]:
+def _serve(host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> Iterator[Server]:
     state = Server(base="", port=0)
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -70,8 +73,10 @@ def _serve(host: str = "127.0.0.1") -> Iterator[Server]:
             pass
 
     server = http.server.ThreadingHTTPServer((host, 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     state.port = server.server_address[1]
-    state.base = f"http://{host}:{state.port}"
+    state.base = f"{'https' if tls else 'http'}://{host}:{state.port}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -305,3 +310,39 @@ def test_embedded_postgres_refuses_a_data_dir_others_can_enter(tmp_path: Path) -
     with pytest.raises(ConfigError, match="VIDX_DATA_DIR"):
         embedded.check_private(link)
     embedded.check_private(pgdata)  # private: accepted
+
+
+# --- https: pinned address, SNI and certificate for the URL's host ---------------------------------
+
+
+def _self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
+def test_https_to_the_pinned_address_sends_sni_and_verifies_the_url_host(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path, "video.test")
+    sni_seen: list[str | None] = []
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    server_ctx.sni_callback = lambda sock, name, ctx: sni_seen.append(name)
+    gen = _serve(tls=server_ctx)
+    web = next(gen)
+    try:
+        web.routes["/v.mp4"] = (200, {}, b"tls video")
+        client_ctx = ssl.create_default_context(cafile=str(cert))
+        policy = _policy(resolver=lambda host, port: ["127.0.0.1"], tls_context=client_ctx)
+        url = f"https://video.test:{web.port}/v.mp4?sig=1"
+        assert fetch_to_file(url, tmp_path / "out", policy) == 9
+        assert sni_seen == ["video.test"]
+        assert web.requests == [("/v.mp4?sig=1", f"video.test:{web.port}")]
+        # the same server reached under another name fails verification: the certificate is checked for the URL's host
+        other = _policy(resolver=lambda host, port: ["127.0.0.1"], tls_context=client_ctx)
+        with pytest.raises(BadInputError, match="unreachable or not downloadable"):
+            fetch_to_file(f"https://other.test:{web.port}/v.mp4", tmp_path / "out2", other)
+    finally:
+        gen.close()
