@@ -12,12 +12,14 @@ model's own logit scale, as in CLIP's zero-shot classifier.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,8 +64,11 @@ def text_bank(settings: Settings, vocabulary: Vocabulary | None = None) -> TextB
             path = _cache_path(settings, key)
             bank = _read_cache(path, vocabulary)
             if bank is None:
-                bank = _compute(vocabulary, settings)
-                _write_cache(path, bank)
+                with _machine_lock(path):  # worker children of one machine compute it once, not each
+                    bank = _read_cache(path, vocabulary)
+                    if bank is None:
+                        bank = _compute(vocabulary, settings)
+                        _write_cache(path, bank)
             _banks[key] = bank
         return bank
 
@@ -149,6 +154,22 @@ def _normalise_rows(matrix: np.ndarray) -> np.ndarray:
 def _cache_path(settings: Settings, key: tuple[str, str]) -> Path:
     name = hashlib.sha256("\n".join(key).encode("utf-8")).hexdigest()[:32]
     return Path(settings.clip_cache_dir) / CACHE_SUBDIR / f"{name}.npz"
+
+
+@contextlib.contextmanager
+def _machine_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` beside the cache file; no lock (each process computes) where it cannot be made."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path.with_suffix(".lock"), "a")
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()  # releases the lock
 
 
 def _read_cache(path: Path, vocabulary: Vocabulary) -> TextBank | None:
