@@ -176,3 +176,31 @@ def test_frame_selection_and_pooling_rules() -> None:
     assert pooled.metadata["inference_time_ms"] == 4.0
     failed = EmbeddingResult(None, {"error": "Image read error: x"})
     assert pool([failed, EmbeddingResult(None, {"error": "y"})]) is failed
+
+
+def test_clip_disabled_understanding_never_imports_torch(tmp_path: Path) -> None:
+    """The indexer's understanding hooks, `vidx show` and contact sheets cost nothing for torch with CLIP off."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pipeline.config import load_settings\n"
+        "from pipeline.multiframe import embed_records\n"
+        "from pipeline.understand import understand_records\n"
+        "from pipeline.sheet import Tile, render_sheet\n"
+        "import worker.cli.understand_cmds\n"
+        "from tests.fixtures.database import scene_records, unit_vectors\n"
+        "s = load_settings({'CLIP_ENABLED': 'false', 'VIDX_FRAMES_PER_SCENE': '3'})\n"
+        "records = scene_records(unit_vectors(2), null_at=(0, 1))\n"
+        "results = embed_records(records, __import__('pathlib').Path('.'), s)\n"
+        "assert all(r.vector is None for r in results)\n"
+        "understand_records(records, s)\n"
+        "assert all(r.labels is None and r.description is None for r in records)\n"
+        "render_sheet([Tile(0, 0.0, 1.0, None, 'no embedding')], title='t')\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.returncode == 0, proc.stderr
