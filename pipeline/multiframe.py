@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.config import Settings
 from pipeline.types import Candidate, EmbeddingResult, FrameQuality, SceneRecord
 
 WriteJpeg = Callable[[Path, np.ndarray], None]
@@ -73,7 +74,7 @@ def frame_names(record: SceneRecord) -> list[str]:
     return [Path(record.frame_path).name]
 
 
-def embed_records(records: Sequence[SceneRecord], frames_dir: Path, settings: Any) -> list[EmbeddingResult]:
+def embed_records(records: Sequence[SceneRecord], frames_dir: Path, settings: Settings) -> list[EmbeddingResult]:
     """One result per scene: its frames embedded in one batched call, pooled when it has several.
 
     Each listed frame's vector is stored in ``record.frames[i]["embedding"]``.

@@ -51,6 +51,7 @@ def videos_to_reembed(
         SELECT DISTINCT s.video_id FROM scenes s JOIN videos v ON v.id = s.video_id
          WHERE v.status = 'done'
            AND s.embedding_model IS DISTINCT FROM %(identity)s
+           AND s.frame_path IS NOT NULL
            AND (%(owner)s::uuid IS NULL OR s.owner_id = %(owner)s)
            AND (%(video)s::uuid IS NULL OR s.video_id = %(video)s)
          ORDER BY s.video_id
