@@ -215,3 +215,27 @@ def test_reembed_runs_as_celery_tasks_with_a_broker(
         wait_for(lambda: _models(conn, vid) == [identity] * 3, timeout=120, what="the worker to re-embed the video")
         assert all(row[0] for row in conn.execute("SELECT labels FROM scenes WHERE video_id = %s", (vid,)).fetchall())
     assert json.loads(run_vidx(env, "reembed", "--owner", str(OWNER), "--json").stdout)["videos"] == 0
+
+
+def test_reembed_keeps_multi_frame_scenes_pooled(
+    three_scene_video: Path, understanding_env, db_settings, second_checkpoint: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("VIDX_FRAMES_PER_SCENE", "3")
+    indexed = _index(three_scene_video)
+    before = read_sidecar(db_settings.sidecar_dir, indexed.video_id)
+    monkeypatch.setenv("CLIP_CHECKPOINT", str(second_checkpoint))
+    reset_model()
+    identity = model_identity(load_settings())
+    done = vidx("reembed", "--video", str(indexed.video_id), "--owner", str(OWNER), "--json")
+    assert done.exit_code == 0, done.output
+    after = read_sidecar(db_settings.sidecar_dir, indexed.video_id)
+    with store.connect(db_settings) as conn:
+        assert _models(conn, indexed.video_id) == [identity] * 3
+        stored = conn.execute("SELECT embedding_visual_clip FROM scenes WHERE video_id = %s ORDER BY scene_index",
+                              (indexed.video_id,)).fetchall()
+    for old_scene, scene, (vector,) in zip(before["scenes"], after["scenes"], stored, strict=True):
+        assert [f["path"] for f in scene["frames"]] == [f["path"] for f in old_scene["frames"]]
+        frames = np.asarray([f["embedding"] for f in scene["frames"]], dtype=np.float64)
+        assert not np.allclose(frames[0], old_scene["frames"][0]["embedding"], atol=1e-3)  # really the new model
+        mean = frames.mean(axis=0)
+        assert np.allclose(vector.to_numpy(), mean / np.linalg.norm(mean), atol=1e-5)
