@@ -168,6 +168,19 @@ class Settings:
         "VIDX_FRAME_HEIGHT", _number(int, 64), 360, "Height of analysed frames and best-frame JPEGs."
     )
 
+    # --- scene understanding (issue 14) ---
+    labels_top_k: int = _env(
+        "VIDX_LABELS_TOP_K", _int_range(0, 50), 5,
+        "Zero-shot labels kept per scene (0: no labels and no descriptions).",
+    )
+    labels_file: Path | None = _env(
+        "VIDX_LABELS_FILE", _labels_file, None, "Label vocabulary, one label per line (default: built-in list)."
+    )
+    frames_per_scene: int = _env(
+        "VIDX_FRAMES_PER_SCENE", _int_range(1, 5), 1,
+        "Top-ranked frames per scene embedded and mean-pooled (1: the best frame only).",
+    )
+
     # --- input limits (bad input is refused, not attempted) ---
     max_duration_s: float = _env(
         "VIDX_MAX_DURATION_S", _number(float, 1), 6 * 3600.0, "Longest video accepted, in seconds."
@@ -183,19 +196,6 @@ class Settings:
     task_time_limit_s: int = _env("VIDX_TASK_TIME_LIMIT_S", _number(int, 1), 3900, "Hard time limit per video.")
     stale_after_s: int = _env(
         "VIDX_STALE_AFTER_S", _number(int, 1), 4500, "Requeue videos stuck queued/running longer than this."
-    )
-
-    # --- scene understanding (issue 14) ---
-    labels_top_k: int = _env(
-        "VIDX_LABELS_TOP_K", _int_range(0, 50), 5,
-        "Zero-shot labels kept per scene (0: no labels and no descriptions).",
-    )
-    labels_file: Path | None = _env(
-        "VIDX_LABELS_FILE", _labels_file, None, "Label vocabulary, one label per line (default: built-in list)."
-    )
-    frames_per_scene: int = _env(
-        "VIDX_FRAMES_PER_SCENE", _int_range(1, 5), 1,
-        "Top-ranked frames per scene embedded and mean-pooled (1: the best frame only).",
     )
 
     # --- logging ---
