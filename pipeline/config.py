@@ -88,6 +88,28 @@ def _existing_file(name: str, raw: str) -> Path:
     return path
 
 
+def _int_range(lowest: int, highest: int):
+    def parse(name: str, raw: str) -> int:
+        value = _number(int)(name, raw)
+        if not lowest <= value <= highest:
+            raise ConfigError(name, raw, f"an integer from {lowest} to {highest}")
+        return value
+
+    return parse
+
+
+def _labels_file(name: str, raw: str) -> Path:
+    """A readable UTF-8 file with at least one label (blank lines and ``#`` comments ignored)."""
+    path = _path(name, raw)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        raise ConfigError(name, raw, "a readable UTF-8 text file with one label per line") from None
+    if not any(line.strip() and not line.strip().startswith("#") for line in lines):
+        raise ConfigError(name, raw, "a file with at least one label (one per line)")
+    return path
+
+
 def _env(name: str, parser: Callable[[str, str], Any], default: Any, doc: str) -> Any:
     """A dataclass field bound to one environment variable."""
     return field(default=default, metadata={"env": name, "parser": parser, "doc": doc})
@@ -148,6 +170,19 @@ class Settings:
     )
     frame_height: int = _env(
         "VIDX_FRAME_HEIGHT", _number(int, 64), 360, "Height of analysed frames and best-frame JPEGs."
+    )
+
+    # --- scene understanding (issue 14) ---
+    labels_top_k: int = _env(
+        "VIDX_LABELS_TOP_K", _int_range(0, 50), 5,
+        "Zero-shot labels kept per scene (0: no labels and no descriptions).",
+    )
+    labels_file: Path | None = _env(
+        "VIDX_LABELS_FILE", _labels_file, None, "Label vocabulary, one label per line (default: built-in list)."
+    )
+    frames_per_scene: int = _env(
+        "VIDX_FRAMES_PER_SCENE", _int_range(1, 5), 1,
+        "Top-ranked frames per scene embedded and mean-pooled (1: the best frame only).",
     )
 
     # --- input limits (bad input is refused, not attempted) ---

@@ -88,16 +88,21 @@ def write_jpeg(path: Path, rgb: np.ndarray) -> None:
     path.write_bytes(buf.tobytes())
 
 
-def _best_frame_record(scene: DetectedScene, staging: SidecarStaging) -> SceneRecord:
-    from pipeline.quality import pick_best
+def _best_frame_record(scene: DetectedScene, staging: SidecarStaging, settings: Settings) -> SceneRecord:
+    from pipeline.multiframe import write_scene_frames
+    from pipeline.quality import rank_candidates
 
     span = scene.span
     if not scene.candidates:
         raise ProcessingError(f"scene {span.index} has no candidate frames")
-    best, quality = pick_best(scene.candidates)
+    ranked = rank_candidates(scene.candidates)
+    best, quality = ranked[0]
     name = frame_filename(span.index)
     write_jpeg(staging.path / name, best.image)
+    # issue 14: VIDX_FRAMES_PER_SCENE > 1 also writes the next-ranked frames and lists them
+    frames = write_scene_frames(ranked, span.index, name, staging.path, settings.frames_per_scene, write_jpeg)
     return SceneRecord(
+        frames=frames,
         scene_index=span.index,
         start_frame=span.start_frame,
         end_frame=span.end_frame,
@@ -114,16 +119,17 @@ def _best_frame_record(scene: DetectedScene, staging: SidecarStaging) -> SceneRe
 
 def _embed(records: list[SceneRecord], staging: SidecarStaging, settings: Settings) -> None:
     """Fill each record's embedding and metadata (failures become NULL + reason)."""
-    from pipeline.clip import FrameToEmbed, embed_frames
     from pipeline.clip.identity import model_identity
+    from pipeline.multiframe import embed_records
+    from pipeline.understand import understand_records
 
-    frames = [FrameToEmbed(staging.path / Path(r.frame_path).name, r.frame_quality) for r in records]
-    results = embed_frames(frames, settings)
+    results = embed_records(records, staging.path, settings)  # issue 14: pooled when a scene lists frames
     identity = model_identity(settings) if any(r.vector is not None for r in results) else None
     for record, result in zip(records, results, strict=True):
         record.embedding = result.vector
         record.embedding_model = identity if result.vector is not None else None
         record.visual_clip_metadata = {**result.metadata, "frame_path": record.frame_path}
+    understand_records(records, settings)  # issue 14: zero-shot labels and description (None without a vector)
 
 
 def _write_database(
@@ -177,7 +183,7 @@ def index_video(
 
     with SidecarStaging(settings.sidecar_dir, video_id) as staging:
         records = [
-            _best_frame_record(scene, staging)
+            _best_frame_record(scene, staging, settings)
             for scene in detect_scenes(source, probe, settings, on_progress=lambda f: progress("scenes", f))
         ]
         t = lap("scenes", t)

@@ -124,11 +124,25 @@ def pick_best(candidates: Sequence[Candidate]) -> tuple[Candidate, FrameQuality]
     """
     if not candidates:
         raise ValueError("pick_best needs at least one candidate")
+    return rank_candidates(candidates)[0]
+
+
+def rank_candidates(candidates: Sequence[Candidate]) -> list[tuple[Candidate, FrameQuality]]:
+    """Every candidate scored, best first: non-rejected before rejected, then by score, then nearest the middle.
+
+    The first is :func:`pick_best`'s choice (one rule for both); the next ones are
+    what ``VIDX_FRAMES_PER_SCENE`` > 1 embeds beside it.
+    """
     scored = [(candidate, score_frame(candidate.image)) for candidate in candidates]
-    pool = [pair for pair in scored if pair[1].rejected is None] or scored
+    if not scored:
+        return []
     times = [c.time_s for c in candidates]
     middle = (min(times) + max(times)) / 2.0
-    return max(pool, key=lambda pair: (round(pair[1].quality_score, 6), -abs(pair[0].time_s - middle)))
+    return sorted(
+        scored,
+        key=lambda pair: (pair[1].rejected is None, round(pair[1].quality_score, 6), -abs(pair[0].time_s - middle)),
+        reverse=True,
+    )
 
 
 # --- measures -------------------------------------------------------------------

@@ -58,11 +58,23 @@ def build_sidecar(
                 },
                 "embedding_visual_clip": s.embedding,
                 "visual_clip_metadata": s.visual_clip_metadata,
+                **_understanding(s),
             }
             for s in scenes
         ],
         "timing": {k: round(v, 1) for k, v in timing_ms.items()},
     }
+
+
+def _understanding(scene: SceneRecord) -> dict[str, Any]:
+    """Issue 14's optional scene keys: ``labels`` + ``description`` when computed, ``frames`` when several."""
+    extra: dict[str, Any] = {}
+    if scene.labels is not None:
+        extra["labels"] = scene.labels
+        extra["description"] = scene.description
+    if scene.frames:
+        extra["frames"] = scene.frames
+    return extra
 
 
 def write_json_atomic(path: Path, document: dict[str, Any]) -> None:

@@ -136,3 +136,6 @@ class SceneRecord:
     labels: list[dict[str, Any]] | None = None
     # A short phrase ranked from vocabularies (not a caption); None when not computed.
     description: str | None = None
+    # With VIDX_FRAMES_PER_SCENE > 1: the embedded frames, best first, each
+    # {"frame", "time_s", "path" (file name beside the sidecar), "quality", "embedding"}; None otherwise.
+    frames: list[dict[str, Any]] | None = None

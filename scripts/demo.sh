@@ -62,5 +62,7 @@ Try next (copy-paste):
   ${prefix}vidx search --text "a colourful test pattern" --owner $OWNER --limit 3$text_threshold
   ${prefix}vidx search --image "$query" --owner $OWNER --json
   vidx status $video_id
+  vidx show $video_id                               # scene ids, labels, descriptions
+  vidx sheet $video_id -o sheet.png                 # contact sheet: one tile per scene
   vidx db stop        # the embedded PostgreSQL keeps running until you stop it
 EOF

@@ -252,3 +252,40 @@ def _bind_log_context(task_id: str | None = None, task: Any = None, args: Any = 
 @signals.task_postrun.connect
 def _clear_log_context(**_: Any) -> None:
     clear_task_context()
+
+
+# --- re-embedding (issue 14): one task per video, `vidx reembed` with a broker --------
+
+REEMBED_TASK = "vidx.reembed_video"
+MAX_REEMBED_RETRIES = 5
+
+
+@app.task(name=REEMBED_TASK, bind=True, max_retries=MAX_REEMBED_RETRIES, acks_late=True, reject_on_worker_lost=True)
+def reembed_video_task(self: Any, video_id: str) -> dict[str, Any]:
+    """Re-embed one video's stored frames with this worker's model (idempotent: a duplicate does nothing)."""
+    from pipeline.clip.errors import ClipUnavailableError
+    from pipeline.reembed import reembed_video
+
+    settings = worker_settings()
+    vid = UUID(str(video_id))
+    bind_task_context(task_id=self.request.id, video_id=str(vid))
+    try:
+        result = reembed_video(vid, settings)
+    except (TransientError, ClipUnavailableError, psycopg.OperationalError) as exc:
+        if self.request.retries >= MAX_REEMBED_RETRIES:
+            log.error("reembed_failed", reason=one_line(exc))
+            return {"video_id": str(vid), "outcome": "failed", "error": one_line(exc)}
+        countdown = backoff_s(self.request.retries)
+        log.warning("reembed_retry", reason=one_line(exc), countdown_s=round(countdown, 1))
+        raise self.retry(countdown=countdown, exc=exc) from exc
+    outcome = "skipped" if result.skipped else "done"
+    return {"video_id": str(vid), "outcome": outcome, "scenes": result.scenes, "embedded": result.embedded}
+
+
+def send_reembed_task(video_id: UUID) -> str:
+    """Publish one re-embedding task."""
+    result = reembed_video_task.apply_async(
+        args=[str(video_id)], queue=QUEUE, retry=True,
+        retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2},
+    )
+    return result.id

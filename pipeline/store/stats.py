@@ -29,7 +29,8 @@ _FIGURES = """
 def stats(conn: psycopg.Connection, *, owner_id: UUID | None = None) -> dict[str, Any]:
     """Embedding coverage, inference time, failure and timeout rates; overall and per owner.
 
-    ``{"overall": {...}, "per_owner": [{"owner_id": ..., ...}], "videos": {status: count}}``;
+    ``{"overall": {...}, "per_owner": [{"owner_id": ..., ...}], "videos": {status: count},
+    "per_model": [{"embedding_model": ..., "scenes": ..., ...}]}``;
     with ``owner_id`` only that owner's rows count.
     """
     params = {"owner": owner_id, "timeout_like": TIMEOUT_PREFIX + "%"}
@@ -50,4 +51,7 @@ def stats(conn: psycopg.Connection, *, owner_id: UUID | None = None) -> dict[str
         ).fetchall()
     videos = {status: 0 for status in ("queued", "running", "done", "failed")}
     videos.update({row["status"]: row["n"] for row in video_rows})
-    return {"overall": overall, "per_owner": per_owner, "videos": videos}
+    from pipeline.store.model_coverage import model_coverage  # issue 14: coverage per embedding model
+
+    return {"overall": overall, "per_owner": per_owner, "videos": videos,
+            "per_model": model_coverage(conn, owner_id=owner_id)}

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import click
 
-from worker.cli import db_cmds, index_cmd, queue_cmds
+from worker.cli import (
+    db_cmds,
+    index_cmd,
+    queue_cmds,
+    understand_cmds,  # issue 14: show, sheet, reembed
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,6 +20,7 @@ def cli() -> None:
 
 for module in (index_cmd, db_cmds, queue_cmds):
     module.register(cli)
+understand_cmds.register(cli)
 
 
 def main() -> None:

@@ -194,6 +194,7 @@ def stats_command(owner: UUID | None, as_json: bool) -> None:
         "overall": _figures_json(figures["overall"]),
         "per_owner": [_figures_json(row) for row in figures["per_owner"]],
         "videos": figures["videos"],
+        "per_model": [_figures_json(row) for row in figures.get("per_model", [])],
     }
     if as_json:
         print_json(data)
@@ -213,6 +214,19 @@ def stats_command(owner: UUID | None, as_json: bool) -> None:
     click.echo(line("all", data["overall"]))
     for row in data["per_owner"]:
         click.echo(line(row["owner_id"], row))
+    _print_model_coverage(data["per_model"])
+
+
+def _print_model_coverage(rows: list[dict[str, Any]]) -> None:
+    """Issue 14: which model made the embeddings (`vidx reembed` moves the rest to the configured one)."""
+    from pipeline.clip.identity import model_identity
+
+    configured = model_identity(get_settings())
+    click.echo(f"\n{'embedding model':<52}  {'scenes':>8}  {'share':>7}  {'videos':>6}  {'labelled':>8}")
+    for row in rows:
+        name = row["embedding_model"] or "(no embedding)"
+        mark = "  <- configured" if row["embedding_model"] == configured else ""
+        click.echo(f"{name:<52}  {row['scenes']:>8}  {row['share']:>7.1%}  {row['videos']:>6}  {row['labelled']:>8}{mark}")
 
 
 def register(cli: click.Group) -> None:
