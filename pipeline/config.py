@@ -67,6 +67,25 @@ def _path(name: str, raw: str) -> Path:
     return Path(_text(name, raw)).expanduser()
 
 
+def _local_dir(name: str, raw: str) -> Path:
+    """A local directory; a URL here is a mistake worth naming (object storage has its own variable)."""
+    if "://" in raw:
+        raise ConfigError(name, raw, "a local directory (object storage: VIDX_STORAGE_URL=s3://bucket/prefix)")
+    return _path(name, raw)
+
+
+def _s3_url(name: str, raw: str) -> str:
+    """``s3://bucket[/prefix]`` (issue 15); the parse lives with the S3 store, its one home."""
+    from pipeline.storage.location import parse_s3_url
+
+    value = _text(name, raw)
+    try:
+        parse_s3_url(value)
+    except ValueError as exc:
+        raise ConfigError(name, value, f"s3://bucket/prefix ({exc})") from None
+    return value.rstrip("/")
+
+
 def _url(*schemes: str):
     def parse(name: str, raw: str) -> str:
         value = _text(name, raw)
@@ -158,7 +177,17 @@ class Settings:
         "CELERY_BROKER_URL", _url("redis", "rediss"), "redis://localhost:6379/0", "Celery broker (Redis)."
     )
     data_dir: Path = _env("VIDX_DATA_DIR", _path, None, "State directory (embedded database, default sidecars).")
-    sidecar_dir: Path = _env("VIDX_SIDECAR_DIR", _path, None, "Where sidecars go (default VIDX_DATA_DIR/sidecars).")
+    sidecar_dir: Path = _env(
+        "VIDX_SIDECAR_DIR", _local_dir, None,
+        "Where sidecars go (default VIDX_DATA_DIR/sidecars; with VIDX_STORAGE_URL: local staging only).",
+    )
+
+    # --- object storage (issue 15) ---
+    storage_url: str | None = _env(
+        "VIDX_STORAGE_URL", _s3_url, None,
+        "s3://bucket/prefix: frames and sidecars in S3-compatible storage (endpoint, region and credentials "
+        "from the AWS_* variables); unset: the local VIDX_SIDECAR_DIR.",
+    )
 
     # --- scene detection and frame ranking ---
     min_scene_s: float = _env("VIDX_MIN_SCENE_S", _number(float, 0), 0.5, "Shortest scene in seconds.")

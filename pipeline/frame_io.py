@@ -1,18 +1,22 @@
-"""Reading a stored best frame: the one place that knows where frames live.
+"""Reading a stored best frame: the one place that decodes what ``frame_path`` names.
 
-Today ``frame_path`` is a local file; when frames move to object storage only
-this function changes.
+Where the bytes live (a local file or an ``s3://`` object) is
+``pipeline.storage.read_frame``'s business (issue 15).
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from PIL import Image
 
 
 def open_frame(path: str | Path) -> Image.Image:
-    """The frame as an RGB image, fully read (the file is closed); ``OSError`` when it cannot be read."""
-    with Image.open(Path(path)) as image:
+    """The frame as an RGB image, fully read; ``OSError`` when it cannot be read or decoded."""
+    from pipeline.storage import read_frame
+
+    data = read_frame(path)
+    with Image.open(io.BytesIO(data)) as image:
         image.load()
         return image.convert("RGB")

@@ -1,0 +1,77 @@
+"""Where frames and sidecars are stored: a local directory or S3-compatible object storage (issue 15).
+
+The one interface the indexer, ``vidx sheet``, ``vidx reembed`` and the HTTP
+API use. Writers: :func:`open_staging` (a run's private version, published
+before the rows commit). Readers: :func:`read_frame` opens any ``frame_path``
+the database holds, a local path or an ``s3://`` URL, from any process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from pipeline.storage.location import is_object_url, parse_s3_url, split_object_url
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
+    from pipeline.sidecar import SidecarStaging
+    from pipeline.storage.local import LocalStore
+    from pipeline.storage.s3 import S3Store
+    from pipeline.storage.versions import ObjectStaging
+
+__all__ = ["is_object_url", "open_staging", "open_store", "read_frame", "read_sidecar"]
+
+
+def open_store(settings: Settings) -> LocalStore | S3Store:
+    """The configured store: ``VIDX_STORAGE_URL``'s bucket, else the local ``VIDX_SIDECAR_DIR``."""
+    if settings.storage_url:
+        from pipeline.storage.s3 import S3Store
+
+        return S3Store(parse_s3_url(settings.storage_url))
+    from pipeline.storage.local import LocalStore
+
+    return LocalStore(settings.sidecar_dir)
+
+
+def open_staging(settings: Settings, video_id: UUID) -> SidecarStaging | ObjectStaging:
+    """A private place for one run's frames and sidecar; both kinds publish with the same calls."""
+    if settings.storage_url:
+        from pipeline.storage.s3 import S3Store
+        from pipeline.storage.versions import ObjectStaging
+
+        # frames are encoded to a local scratch directory, then uploaded as one version
+        return ObjectStaging(S3Store(parse_s3_url(settings.storage_url)), settings.sidecar_dir, video_id)
+    from pipeline.sidecar import SidecarStaging
+
+    return SidecarStaging(settings.sidecar_dir, video_id)
+
+
+def read_frame(frame_path: str | Path, settings: Settings | None = None) -> bytes:
+    """The bytes of a stored frame, wherever the database says it is (``frame_path`` as stored).
+
+    ``FileNotFoundError`` when it is gone; ``TransientError`` when object
+    storage cannot be reached or refuses the credentials. ``settings`` is
+    accepted for symmetry; the URL itself says where the object is, and the
+    AWS_* environment how to reach it.
+    """
+    text = str(frame_path)
+    if is_object_url(text):
+        from pipeline.storage.location import S3Location
+        from pipeline.storage.s3 import S3Store
+
+        bucket, key = split_object_url(text)
+        return S3Store(S3Location(bucket)).get(key)
+    return Path(text).read_bytes()
+
+
+def read_sidecar(settings: Settings, video_id: UUID) -> dict[str, Any]:
+    """A video's current sidecar document from the configured store; ``FileNotFoundError`` when none."""
+    if settings.storage_url:
+        from pipeline.storage.versions import read_current_sidecar
+
+        return read_current_sidecar(open_store(settings), video_id)  # type: ignore[arg-type]
+    from pipeline.sidecar import read_sidecar as read_local
+
+    return read_local(settings.sidecar_dir, video_id)
