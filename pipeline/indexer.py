@@ -3,7 +3,10 @@
 Everything a job produces is staged privately and published at the end (the
 database in one transaction, then the sidecar directory by rename), so a job
 that fails at any point leaves the previous state untouched and nothing half
-written. Callers (the CLI, Celery tasks) own the video row's status.
+written. With object storage (``VIDX_STORAGE_URL``, issue 15) the frames and
+sidecar are uploaded as a new version before the rows that point at them
+commit, and made current after (``pipeline.storage.versions``). Callers (the
+CLI, Celery tasks) own the video row's status.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from pipeline.config import Settings
 from pipeline.errors import ProcessingError
 from pipeline.log import get_logger
 from pipeline.sidecar import SidecarStaging, build_sidecar, frame_filename
+from pipeline.storage import open_staging
+from pipeline.storage.versions import ObjectStaging
 from pipeline.types import DetectedScene, ProbeResult, SceneRecord
 
 ProgressCallback = Callable[[float, str], None]
@@ -62,7 +67,7 @@ class IndexResult:
     source: str
     probe: ProbeResult
     scenes: list[SceneRecord]
-    sidecar_dir: Path
+    sidecar_dir: Path | str  # a local directory, or the s3:// URL of the published version
     db_written: bool
     timing_ms: dict[str, float] = field(default_factory=dict)
 
@@ -88,7 +93,9 @@ def write_jpeg(path: Path, rgb: np.ndarray) -> None:
     path.write_bytes(buf.tobytes())
 
 
-def _best_frame_record(scene: DetectedScene, staging: SidecarStaging, settings: Settings) -> SceneRecord:
+def _best_frame_record(
+    scene: DetectedScene, staging: SidecarStaging | ObjectStaging, settings: Settings
+) -> SceneRecord:
     from pipeline.multiframe import write_scene_frames
     from pipeline.quality import rank_candidates
 
@@ -117,7 +124,7 @@ def _best_frame_record(scene: DetectedScene, staging: SidecarStaging, settings: 
     )
 
 
-def _embed(records: list[SceneRecord], staging: SidecarStaging, settings: Settings) -> None:
+def _embed(records: list[SceneRecord], staging: SidecarStaging | ObjectStaging, settings: Settings) -> None:
     """Fill each record's embedding and metadata (failures become NULL + reason)."""
     from pipeline.clip.identity import model_identity
     from pipeline.multiframe import embed_records
@@ -181,7 +188,7 @@ def index_video(
         width=probe.width, height=probe.height, codec=probe.codec,
     )
 
-    with SidecarStaging(settings.sidecar_dir, video_id) as staging:
+    with open_staging(settings, video_id) as staging:
         records = [
             _best_frame_record(scene, staging, settings)
             for scene in detect_scenes(source, probe, settings, on_progress=lambda f: progress("scenes", f))
@@ -202,8 +209,13 @@ def index_video(
                 video_id=video_id, owner_id=owner_id, source=label, probe=probe, scenes=records, timing_ms=timing
             )
         )
+        objects = staging if isinstance(staging, ObjectStaging) else None
+        if objects is not None:
+            objects.publish()  # issue 15: the objects exist before any row points at them
         if write_db:
             _write_database(settings, video_id, owner_id, label, probe, records)
+            if objects is not None:
+                objects.mark_referenced()
         sidecar_dir = staging.commit()
         lap("write", t)
         progress("write", 1.0)

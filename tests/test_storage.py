@@ -105,10 +105,12 @@ def test_referenced_version_survives_a_failure_after_the_rows_commit(s3_url: str
         staging.mark_referenced()
         raise RuntimeError("killed before the pointer moved")
     assert read_frame(staging.final_path("scene_0000.jpg")) == b"v-jpeg-0"
-    # the sweep keeps what the database references, removes the rest
-    removed = sweep_video(staging.store, video, keep={staging.version})
-    assert removed == []
-    assert sweep_video(staging.store, video) != []
+    # the sweep repairs the pointer to what the database references and keeps it
+    assert sweep_video(staging.store, video, staging.version) == []
+    assert current_version(staging.store, video) == staging.version
+    assert read_sidecar(settings, video)["marker"] == "v"
+    staging.store.delete([staging.store.location.key(str(video), "current.json")])
+    assert sweep_video(staging.store, video, None) != []
     assert staging.store.list(staging.store.location.key(str(video))) == []
 
 
@@ -124,7 +126,7 @@ def test_sweep_removes_abandoned_versions_and_multipart_uploads(s3_url: str, tmp
     upload_key = store.location.key(str(video), "0dead", "big.bin")
     store.client.create_multipart_upload(Bucket=store.location.bucket, Key=upload_key)
 
-    removed = sweep_video(store, video)
+    removed = sweep_video(store, video, good.version)
     assert removed == [abandoned]
     assert store.client.list_multipart_uploads(Bucket=store.location.bucket).get("Uploads", []) == []
     assert read_sidecar(settings, video)["marker"] == "good"

@@ -132,6 +132,12 @@ def _run_job(
         if claim.attempts > 1 and settings.sidecar_dir is not None:
             for path in remove_abandoned(settings.sidecar_dir, vid):  # left by a killed attempt
                 log.info("abandoned_staging_removed", path=str(path))
+        if claim.attempts > 1 and settings.storage_url:
+            from pipeline.storage.sweep import sweep_abandoned
+            from pipeline.store.frames import any_frame_path
+
+            for key in sweep_abandoned(settings, vid, any_frame_path(conn, vid)):  # issue 15
+                log.info("abandoned_object_removed", key=key)
 
         with open_source(_fetch_source(claim.source, fetch_url), settings) as path:
             result = index_video(

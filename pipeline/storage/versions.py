@@ -82,15 +82,25 @@ def remove_versions(store: S3Store, video_id: UUID, keep: set[str]) -> list[str]
     return doomed
 
 
-def sweep_video(store: S3Store, video_id: UUID, *, keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
+def _write_pointer(store: S3Store, video_id: UUID, version: str) -> None:
+    pointer = json.dumps({"version": version, "published_at": time.time()}).encode()
+    store.put(store.location.key(str(video_id), CURRENT_NAME), pointer, "application/json")
+
+
+def sweep_video(store: S3Store, video_id: UUID, db_version: str | None) -> list[str]:
     """Remove what killed runs left for this video: unreferenced versions and multipart uploads.
 
-    Keeps the current version and ``keep`` (versions the database rows point
-    at). Only safe while no other run of this video is publishing: workers
-    call it under their claim on the video.
+    ``db_version`` is the version the database rows point at: the pointer is
+    repaired to it when a crash came between the row commit and the pointer
+    write, and it is kept with the current one. Only safe while no run of
+    this video is publishing: workers call it under their claim on the video.
     """
+    keep = {v for v in [db_version] if v}
+    if db_version and store.exists(store.location.key(str(video_id), db_version, SIDECAR_NAME)):
+        if current_version(store, video_id) != db_version:
+            _write_pointer(store, video_id, db_version)
     current = current_version(store, video_id)
-    removed = remove_versions(store, video_id, {*keep, *([current] if current else [])})
+    removed = remove_versions(store, video_id, keep | {v for v in [current] if v})
     store.abort_uploads(video_prefix(store, video_id))
     return removed
 
@@ -157,8 +167,7 @@ class ObjectStaging:
         """Steps 3-4: point ``current.json`` at this version, then delete older versions and the scratch."""
         if not self._published:
             self.publish()
-        pointer = json.dumps({"version": self.version, "published_at": time.time()}).encode()
-        self.store.put(self.store.location.key(str(self.video_id), CURRENT_NAME), pointer, "application/json")
+        _write_pointer(self.store, self.video_id, self.version)
         self._current = True
         shutil.rmtree(self.path, ignore_errors=True)
         remove_versions(self.store, self.video_id, keep={self.version})

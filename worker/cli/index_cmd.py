@@ -22,7 +22,7 @@ def summarize(result: IndexResult) -> dict[str, Any]:
         "video_id": str(result.video_id),
         "owner_id": str(result.owner_id),
         "source": result.source,
-        "sidecar": str(result.sidecar_dir / "sidecar.json"),
+        "sidecar": f"{result.sidecar_dir}/sidecar.json",
         "db_written": result.db_written,
         "probe": result.probe.to_json(),
         "scenes": [
