@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -13,28 +12,9 @@ if TYPE_CHECKING:
     import psycopg
 
 from pipeline.config import Settings
-from pipeline.errors import BadInputError, TransientError, first_line
+from pipeline.errors import first_line
 from worker.cli.common import EXIT_FAILURE, EXIT_OK, get_settings, handle_errors, owner_option, print_json
-
-
-def _source_label(raw: str) -> str:
-    """Validate one PATH_OR_URL as far as the enqueuer can see it; return its stored label."""
-    from pipeline.indexer import canonical_source
-    from pipeline.sources import check_local_file, is_url
-
-    if "://" in raw:
-        if not is_url(raw):
-            raise BadInputError(f"{raw}: unsupported URL scheme (use http:// or https://)")
-        return canonical_source(raw)
-    check_local_file(Path(raw).expanduser())
-    return canonical_source(raw)
-
-
-def safe_url(url: str) -> str:
-    """A URL fit for messages: any password masked."""
-    from kombu.utils.url import maybe_sanitize_url
-
-    return maybe_sanitize_url(url)
+from worker.enqueue import enqueue_sources, safe_url, source_label
 
 
 def _connect(settings: Settings) -> psycopg.Connection:
@@ -55,29 +35,9 @@ def enqueue_command(sources: tuple[str, ...], owner: UUID, as_json: bool) -> Non
     (missing, a directory, empty) enqueues nothing and exits 2. URLs are
     fetched by the worker. Re-enqueueing a source re-indexes the same video.
     """
-    from kombu.exceptions import OperationalError as BrokerError
-
-    from pipeline import store
-    from pipeline.indexer import video_id_for
-    from pipeline.store import jobs
-
     settings = get_settings()
-    labels = [_source_label(raw) for raw in sources]  # all checked before any is enqueued
-    from worker.tasks import send_index_task
-
-    rows = []
-    with _connect(settings) as conn:
-        for label in dict.fromkeys(labels):
-            video_id = video_id_for(owner, label)
-            store.upsert_video(conn, video_id=video_id, owner_id=owner, source=label, status="queued")
-            jobs.reset_for_enqueue(conn, video_id)
-            conn.commit()
-            try:
-                task_id = send_index_task(video_id, owner)
-            except BrokerError as exc:
-                # The row stays queued: the reconciler sends it once the broker is back.
-                raise TransientError(f"broker unavailable ({safe_url(settings.celery_broker_url)}): {exc}") from None
-            rows.append({"video_id": str(video_id), "source": label, "task_id": task_id})
+    labels = [source_label(raw) for raw in sources]  # all checked before any is enqueued
+    rows = enqueue_sources(settings, labels, owner)
     if as_json:
         print_json(rows)
     else:
