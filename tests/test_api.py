@@ -79,10 +79,25 @@ def test_rate_limiter_refills_at_its_rate() -> None:
     assert limiter.allow("k") == 0 and limiter.allow("other") == 0
 
 
+def test_valid_keys_are_remembered_only_briefly() -> None:
+    from pipeline.store.api_keys import KeyOwner
+    from worker.api.keycache import KeyCache
+
+    now = [0.0]
+    cache = KeyCache(ttl_s=2.0, clock=lambda: now[0])
+    owner = KeyOwner(uuid.uuid4(), uuid.uuid4(), revoked=False)
+    cache.put("vidx_k", owner)
+    assert cache.get("vidx_k") == owner and cache.get("vidx_other") is None
+    now[0] = 2.0
+    assert cache.get("vidx_k") is None
+
+
 def test_a_revoked_key_is_forbidden_everywhere(api_world: ApiWorld, db_conn) -> None:
     from pipeline.store.api_keys import revoke_api_key
 
+    assert api_world.client.get("/v1/videos", headers=api_world.a.headers).status_code == 200
     assert revoke_api_key(db_conn, api_world.a.key_id)
+    api_world.client.app.state.vidx.keys.clear()  # as KEY_CACHE_TTL_S after the revocation
     for method, path, kwargs in all_keyed_requests(api_world):
         response = api_world.client.request(method, path, headers=api_world.a.headers, **kwargs)
         assert assert_error(response, 403)["detail"] == "this API key was revoked", (method, path)

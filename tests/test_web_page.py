@@ -86,7 +86,8 @@ def test_search_by_text_and_image_then_open_a_result(api_world: ApiWorld, browse
         wait.until(lambda d: d.find_element(By.ID, "detail").is_displayed())
         wait.until(lambda d: loaded_thumbnails(d, "#similar .result img") == len(api_world.a.scene_ids) - 1)
         wait.until(lambda d: loaded_thumbnails(d, "#detail-frame") == 1)
-        wait.until(lambda d: loaded_thumbnails(d, "#sheet") == 1 or d.find_element(By.ID, "sheet-note").text not in ("", "Loading…"))
+        sheet_settled = ("", "Loading…")
+        wait.until(lambda d: loaded_thumbnails(d, "#sheet") == 1 or d.find_element(By.ID, "sheet-note").text not in sheet_settled)
         browser.execute_script("window.scrollTo(0, 0)")
         shot = tmp_path / "web-page.png"
         browser.set_window_size(1280, 1400)

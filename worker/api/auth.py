@@ -12,10 +12,11 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from pipeline.store.api_keys import find_key_owner
-from worker.api.context import get_context
+from pipeline.store.api_keys import KeyOwner, find_key_owner
+from worker.api.context import ApiContext, get_context
 from worker.api.errors import ApiError
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `vidx apikey create`.")
@@ -43,15 +44,16 @@ def _unauthorized(request: Request, reason: str) -> ApiError:
     return ApiError(401, "unauthorized", reason, {"WWW-Authenticate": "Bearer"})
 
 
-def require_key(
+async def require_key(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Principal:
     """The caller's key and owner; 401 without a valid key, 403 for a revoked one, 429 over the rate."""
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise _unauthorized(request, "send 'Authorization: Bearer <API key>'")
     ctx = get_context(request)
-    with ctx.db.connection() as conn:
-        found = find_key_owner(conn, credentials.credentials)
+    found = ctx.keys.get(credentials.credentials)
+    if found is None:
+        found = await run_in_threadpool(_lookup, ctx, credentials.credentials)
     if found is None:
         raise _unauthorized(request, "unknown API key")
     if found.revoked:
@@ -61,3 +63,11 @@ def require_key(
         raise _too_many(wait)
     request.state.key_id = found.key_id  # for the access log; never the key itself
     return Principal(key_id=found.key_id, owner_id=found.owner_id)
+
+
+def _lookup(ctx: ApiContext, key: str) -> KeyOwner | None:
+    with ctx.db.connection() as conn:
+        found = find_key_owner(conn, key)
+    if found is not None and not found.revoked:
+        ctx.keys.put(key, found)
+    return found

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-import psycopg
 from fastapi import Request
 
 from pipeline.config import Settings
 from worker.api.db import Database
+from worker.api.keycache import KeyCache
 from worker.api.metrics import ApiMetrics
 from worker.api.ratelimit import RateLimiter
 
@@ -25,6 +24,7 @@ class ApiContext:
     limiter: RateLimiter
     auth_failures: RateLimiter
     metrics: ApiMetrics
+    keys: KeyCache
 
     @classmethod
     def build(cls, settings: Settings) -> ApiContext:
@@ -35,14 +35,10 @@ class ApiContext:
             limiter=RateLimiter(settings.api_rate_per_minute, settings.api_rate_burst),
             auth_failures=RateLimiter(AUTH_FAILURES_PER_MINUTE, AUTH_FAILURE_BURST),
             metrics=ApiMetrics(settings, db),
+            keys=KeyCache(),
         )
 
 
 def get_context(request: Request) -> ApiContext:
     return request.app.state.vidx
 
-
-def get_conn(request: Request) -> Iterator[psycopg.Connection]:
-    """A pooled connection for one request (FastAPI dependency)."""
-    with get_context(request).db.connection() as conn:
-        yield conn

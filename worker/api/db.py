@@ -41,7 +41,6 @@ class Database:
                     max_size=self._settings.api_db_pool_size,
                     kwargs={"autocommit": True, "connect_timeout": store.connection.CONNECT_TIMEOUT_S},
                     configure=register_vector,
-                    check=ConnectionPool.check_connection,
                     open=False,
                     name="vidx-api",
                 )
@@ -51,7 +50,11 @@ class Database:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
-        """A connection from the pool; an unreachable database raises TransientError."""
+        """A connection from the pool; an unreachable database raises TransientError.
+
+        No health query on checkout (it would cost a round trip per request): a connection
+        that broke is discarded by the pool when it comes back, and the request gets a 503.
+        """
         pool = self._open()
         try:
             with pool.connection(timeout=POOL_WAIT_S) as conn:

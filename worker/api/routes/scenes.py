@@ -6,13 +6,12 @@ import hashlib
 from pathlib import Path
 from typing import Annotated, Any
 
-import psycopg
 from fastapi import APIRouter, Depends, Request, Response
 
 from pipeline.log import get_logger
 from pipeline.store.scene_reads import get_scene
 from worker.api.auth import Principal, require_key
-from worker.api.context import get_conn, get_context
+from worker.api.context import get_context
 from worker.api.errors import ApiError, not_found
 from worker.api.presenters import scene_json
 from worker.api.routes import parse_id
@@ -23,8 +22,10 @@ router = APIRouter(prefix="/v1/scenes", tags=["scenes"])
 FRAME_CACHE_CONTROL = "private, max-age=3600"
 
 
-def _owned_scene(conn: psycopg.Connection, raw_id: str, who: Principal) -> dict[str, Any]:
-    row = get_scene(conn, parse_id(raw_id, "scene"), owner_id=who.owner_id)
+def _owned_scene(request: Request, raw_id: str, who: Principal) -> dict[str, Any]:
+    scene_id = parse_id(raw_id, "scene")
+    with get_context(request).db.connection() as conn:
+        row = get_scene(conn, scene_id, owner_id=who.owner_id)
     if row is None:
         raise not_found("scene")
     return row
@@ -33,10 +34,10 @@ def _owned_scene(conn: psycopg.Connection, raw_id: str, who: Principal) -> dict[
 @router.get("/{scene_id}", summary="One scene")
 def get_one_scene(
     scene_id: str,
+    request: Request,
     who: Annotated[Principal, Depends(require_key)],
-    conn: Annotated[psycopg.Connection, Depends(get_conn)],
 ) -> dict[str, Any]:
-    return scene_json(_owned_scene(conn, scene_id, who))
+    return scene_json(_owned_scene(request, scene_id, who))
 
 
 def frame_file(frame_path: str | None, sidecar_root: Path) -> Path | None:
@@ -63,9 +64,8 @@ def get_frame(
     scene_id: str,
     request: Request,
     who: Annotated[Principal, Depends(require_key)],
-    conn: Annotated[psycopg.Connection, Depends(get_conn)],
 ) -> Response:
-    row = _owned_scene(conn, scene_id, who)
+    row = _owned_scene(request, scene_id, who)
     path = frame_file(row["frame_path"], get_context(request).settings.sidecar_dir)
     if path is None:
         log.warning("api_frame_missing", scene_id=str(row["id"]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
 from typing import Annotated, Any
 
 import psycopg
@@ -14,7 +16,7 @@ from pipeline.errors import BadInputError, first_line
 from pipeline.log import get_logger
 from pipeline.store.scene_reads import list_scenes
 from worker.api.auth import Principal, require_key
-from worker.api.context import get_conn, get_context
+from worker.api.context import get_context
 from worker.api.errors import ApiError, not_found
 from worker.api.presenters import scene_json, video_json
 from worker.api.routes import parse_id
@@ -94,12 +96,13 @@ async def enqueue_upload(
 def list_owner_videos(
     request: Request,
     who: Annotated[Principal, Depends(require_key)],
-    conn: Annotated[psycopg.Connection, Depends(get_conn)],
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """The owner's most recent videos with status and progress."""
-    settings = get_context(request).settings
-    rows = store.list_videos(conn, limit=limit, owner_id=who.owner_id)
+    ctx = get_context(request)
+    with ctx.db.connection() as conn:
+        rows = store.list_videos(conn, limit=limit, owner_id=who.owner_id)
+    settings = ctx.settings
     return {"videos": [video_json(row, settings) for row in rows]}
 
 
@@ -108,9 +111,10 @@ def get_video_status(
     video_id: str,
     request: Request,
     who: Annotated[Principal, Depends(require_key)],
-    conn: Annotated[psycopg.Connection, Depends(get_conn)],
 ) -> dict[str, Any]:
-    return video_json(_owned_video(conn, video_id, who), get_context(request).settings)
+    ctx = get_context(request)
+    with ctx.db.connection() as conn:
+        return video_json(_owned_video(conn, video_id, who), ctx.settings)
 
 
 @router.get("/{video_id}/scenes", summary="A video's scenes")
@@ -118,10 +122,10 @@ def get_video_scenes(
     video_id: str,
     request: Request,
     who: Annotated[Principal, Depends(require_key)],
-    conn: Annotated[psycopg.Connection, Depends(get_conn)],
 ) -> dict[str, Any]:
-    row = _owned_video(conn, video_id, who)
-    scenes = list_scenes(conn, row["id"], owner_id=who.owner_id)
+    with get_context(request).db.connection() as conn:
+        row = _owned_video(conn, video_id, who)
+        scenes = list_scenes(conn, row["id"], owner_id=who.owner_id)
     return {"video": video_json(row, get_context(request).settings), "scenes": [scene_json(s) for s in scenes]}
 
 
@@ -135,16 +139,19 @@ def get_contact_sheet(
     video_id: str,
     request: Request,
     who: Annotated[Principal, Depends(require_key)],
-    conn: Annotated[psycopg.Connection, Depends(get_conn)],
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> Response:
-    row = _owned_video(conn, video_id, who)
+    sheet: ModuleType | None
     try:
-        from pipeline.sheet import contact_sheet_png
+        sheet = importlib.import_module("pipeline.sheet")  # the scene-understanding work's renderer
     except ImportError:
-        raise ApiError(503, "contact sheets are not available", "this build has no pipeline.sheet") from None
-    try:
-        png = contact_sheet_png(conn, row["id"], owner_id=who.owner_id, settings=get_context(request).settings, page=page)
-    except BadInputError as exc:
-        raise ApiError(404, "no contact sheet", first_line(exc)) from None
+        sheet = None
+    with get_context(request).db.connection() as conn:
+        row = _owned_video(conn, video_id, who)  # ownership first: another owner's video is 404 either way
+        if sheet is None:
+            raise ApiError(503, "contact sheets are not available", "this build has no pipeline.sheet")
+        try:
+            png = sheet.contact_sheet_png(conn, row["id"], owner_id=who.owner_id, settings=get_context(request).settings, page=page)
+        except BadInputError as exc:
+            raise ApiError(404, "no contact sheet", first_line(exc)) from None
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
