@@ -241,6 +241,22 @@ def test_invalid_parameters_are_json_422(api_world: ApiWorld) -> None:
         assert_error(response, 422)
 
 
+def test_json_bodies_are_capped_before_parsing(api_world: ApiWorld) -> None:
+    client, a = api_world.client, api_world.a
+    huge = b'{"text": "' + b"a" * (1 << 20) + b'"}'
+
+    def chunked():
+        yield huge[: len(huge) // 2]
+        yield huge[len(huge) // 2 :]
+
+    for make_body in (lambda: huge, chunked):  # declared length, and chunked with none
+        for path in ("/v1/search/text", "/v1/videos"):
+            response = client.post(path, headers={**a.headers, "Content-Type": "application/json"}, content=make_body())
+            assert_error(response, 413)
+    # Without a key too: nothing is parsed first.
+    assert_error(client.post("/v1/search/text", headers={"Content-Type": "application/json"}, content=huge), 413)
+
+
 def test_unknown_routes_and_methods_are_json(api_world: ApiWorld) -> None:
     assert_error(api_world.client.get("/v1/nothing-here"), 404)
     assert_error(api_world.client.delete("/v1/videos"), 405)

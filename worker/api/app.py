@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from pipeline.config import Settings, load_settings
+from worker.api.bodylimit import BodyLimitMiddleware
 from worker.api.context import ApiContext
 from worker.api.errors import install_error_handlers
 from worker.api.metrics import MetricsMiddleware
@@ -37,5 +38,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (videos, search, scenes, service, web):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=web.WEB_DIR), name="static")
-    app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)  # outermost: it also counts refusals
     return app
