@@ -392,3 +392,16 @@ def test_the_page_is_served_with_a_strict_policy(api_world: ApiWorld) -> None:
     assert response.status_code == 200 and "<title>vidx" in response.text
     assert "default-src 'self'" in response.headers["content-security-policy"]
     assert api_world.client.get("/static/app.js").status_code == 200
+
+
+def test_logs_never_carry_the_key(api_world: ApiWorld, capsys: pytest.CaptureFixture[str],
+                                  caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+    client, a = api_world.client, api_world.a
+    client.get("/v1/videos", headers=a.headers)
+    client.get("/v1/videos", headers={"Authorization": a.headers["Authorization"] + "x"})  # a near miss, 401
+    client.post("/v1/search/text", headers=a.headers, json={"text": "x", "threshold": -1})
+    out = capsys.readouterr()
+    logged = out.err + out.out + caplog.text
+    assert "http_request" in logged and str(a.key_id) in logged
+    assert a.key not in logged

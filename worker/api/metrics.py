@@ -124,5 +124,10 @@ class MetricsMiddleware:
             route: Any = scope.get("route")
             template = getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
+            elapsed = time.perf_counter() - started
             self.metrics.requests.labels(method, template, str(status["code"])).inc()
-            self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)
+            self.metrics.latency.labels(method, template).observe(elapsed)
+            # The access log: route template and key id, never the raw path's query or the key.
+            key_id = (scope.get("state") or {}).get("key_id")
+            log.info("http_request", method=method, route=template, status=status["code"],
+                     ms=round(elapsed * 1000, 2), key_id=str(key_id) if key_id else None)
