@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.clip",
     "tests.fixtures.queue",
+    "tests.fixtures.api",
 ]
 
 # Tests that reach a database or broker server; CI runs them a second time
