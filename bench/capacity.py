@@ -1,21 +1,25 @@
 """Worker capacity: video-hours indexed per worker-hour, by source resolution, CLIP on.
 
-For the capacity plan (docs/scaling.md): one ``vidx index`` process (what one
-worker with ``--concurrency 1`` does per job) over generated videos at 360p,
-720p and 1080p, cut every 2-4 s. The rate is video-seconds / busy seconds
-(the sum of the per-video ``total_ms`` that ``vidx index --json`` reports;
-process start-up excluded, as a worker is already warm), split into scene
-detection (decode included) and embedding. On a shared machine wall time
-depends on the neighbours, so it also reports CPU time (ffmpeg included; this
-one includes the command's start-up and model load, so it is pessimistic):
-video-hours per CPU-core-hour is the figure to size a fleet with.
+For the capacity plan (docs/scaling.md). In one process, as a worker child
+with ``--concurrency 1`` runs its jobs: index generated videos at 360p, 720p
+and 1080p (cut every 2-4 s) through ``pipeline.indexer.index_video`` with
+CLIP on, after one untimed warm-up video (the model load, paid once per
+worker child). Per resolution it reports
+
+- wall rate: video-seconds per second of indexing (what one worker does on
+  this machine, with whatever else runs on it);
+- CPU rate: video-seconds per CPU-second, ffmpeg included (this process's
+  threads plus its waited-for children): what one core does, the figure to
+  size a fleet with, and far less sensitive to neighbours than wall time;
+- the share of wall time in scene detection (decode included) and embedding,
+  and the best-frame JPEG bytes per scene.
 
 CLIP needs weights and there is no network here: pass ``--clip-checkpoint``
-(e.g. ``python scripts/make_checkpoint.py ViT-B-32 /tmp/ViT-B-32-random.pt``).
-Random weights cost exactly what trained ones cost (same architecture, same FLOPs);
-only the similarities are meaningless.
+(``python scripts/make_checkpoint.py ViT-B-32 /tmp/ViT-B-32-random.pt``).
+Random weights cost exactly what trained ones cost (same architecture, same
+FLOPs); only their similarities are meaningless.
 
-    .venv/bin/python bench/capacity.py --clip-checkpoint /tmp/ViT-B-32-random.pt [--videos 2 --seconds 20]
+    .venv/bin/python bench/capacity.py --clip-checkpoint /tmp/ViT-B-32-random.pt [--videos 2 --seconds 30]
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -43,37 +47,43 @@ OWNER = uuid.UUID("44444444-4444-4444-4444-444444444444")
 SIZES = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
 
 
-def index_rate(env: dict[str, str], paths: list[Path], video_s: float) -> dict:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(
-        [sys.executable, "-c", "from worker.cli import main; main()", "index", "--owner", str(OWNER), "--json",
-         *map(str, paths)],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=True,
-    ).stdout
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)  # ffmpeg children included
-    items = json.loads(out)
-    stage = {key: sum(item["timing"].get(key, 0.0) for item in items) / 1000.0
-             for key in ("probe_ms", "scenes_ms", "embed_ms", "total_ms")}
-    scenes = sum(len(item["scenes"]) for item in items)
-    busy = stage["total_ms"]
+def cpu_seconds() -> float:
+    """CPU time of this process (all threads) and of its finished children (ffmpeg)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def index_all(paths: list[Path], settings, video_s: float) -> dict:
+    from pipeline.indexer import index_video
+
+    busy = cpu = scenes_s = embed_s = 0.0
+    scenes = jpeg_bytes = 0
+    for path in paths:
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        result = index_video(path, video_id=uuid.uuid4(), owner_id=OWNER, settings=settings)
+        busy += time.perf_counter() - t0
+        cpu += cpu_seconds() - cpu0
+        scenes_s += result.timing_ms.get("scenes_ms", 0.0) / 1000
+        embed_s += result.timing_ms.get("embed_ms", 0.0) / 1000
+        scenes += len(result.scenes)
+        jpeg_bytes += sum(f.stat().st_size for f in Path(result.sidecar_dir).glob("*.jpg"))
     return {
         "video_s": video_s,
-        "busy_s": round(busy, 1),
         "scenes": scenes,
+        "busy_s": round(busy, 1),
+        "cpu_s": round(cpu, 1),
         "video_hours_per_worker_hour": round(video_s / busy, 2),
-        "cpu_s_whole_command": round(cpu_s, 1),
-        "video_hours_per_cpu_core_hour": round(video_s / cpu_s, 2),
-        "share_scene_detection": round(stage["scenes_ms"] / busy, 2),
-        "share_embedding": round(stage["embed_ms"] / busy, 2),
-        "embed_ms_per_scene": round(stage["embed_ms"] * 1000 / scenes, 1) if scenes else None,
+        "video_hours_per_cpu_core_hour": round(video_s / cpu, 2),
+        "share_scene_detection": round(scenes_s / busy, 2),
+        "share_embedding": round(embed_s / busy, 2),
+        "jpeg_kb_per_scene": round(jpeg_bytes / max(1, scenes) / 1024, 1),
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--resolutions", default="360p,720p,1080p")
     parser.add_argument("--clip-checkpoint", type=Path, help="local CLIP weights (CLIP off without them)")
     parser.add_argument("--clip-model", default="ViT-B-32")
@@ -82,18 +92,23 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="vidx-capacity-"))
     try:
-        db_url = embedded.start(work / "pg")
-        env = dict(os.environ, DATABASE_URL=db_url, VIDX_DATA_DIR=str(work / "data"),
-                   VIDX_SIDECAR_DIR=str(work / "sidecars"), PYTHONPATH=str(ROOT),
-                   CLIP_ENABLED="false")
+        os.environ.update(DATABASE_URL=embedded.start(work / "pg"), VIDX_DATA_DIR=str(work / "data"),
+                          VIDX_SIDECAR_DIR=str(work / "sidecars"), CLIP_ENABLED="false")
         if args.clip_checkpoint:
-            env.update(CLIP_ENABLED="true", CLIP_CHECKPOINT=str(args.clip_checkpoint.resolve()),
-                       CLIP_MODEL_NAME=args.clip_model, CLIP_PRETRAINED="local-checkpoint")
+            os.environ.update(CLIP_ENABLED="true", CLIP_CHECKPOINT=str(args.clip_checkpoint.resolve()),
+                              CLIP_MODEL_NAME=args.clip_model, CLIP_PRETRAINED="local-checkpoint")
+        from pipeline.config import load_settings
+
+        settings = load_settings()
         result: dict = {"cpu_count": os.cpu_count(), "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
-                        "clip": args.clip_model if args.clip_checkpoint else "off", "resolutions": {}}
-        for name in args.resolutions.split(","):
-            paths = make_videos(args.videos, args.seconds, SIZES[name])
-            result["resolutions"][name] = index_rate(env, paths, args.videos * args.seconds)
+                        "clip": args.clip_model if args.clip_checkpoint else "off",
+                        "frame_height": settings.frame_height, "resolutions": {}}
+        videos = {name: make_videos(args.videos, args.seconds, SIZES[name]) for name in args.resolutions.split(",")}
+        warm = time.perf_counter()
+        index_all(next(iter(videos.values()))[:1], settings, args.seconds)  # model load: once per worker child
+        result["warm_up_s"] = round(time.perf_counter() - warm, 1)
+        for name, paths in videos.items():
+            result["resolutions"][name] = index_all(paths, settings, args.videos * args.seconds)
             print(f"{name}: {json.dumps(result['resolutions'][name])}", file=sys.stderr, flush=True)
         result["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
     finally:

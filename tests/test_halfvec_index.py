@@ -129,7 +129,7 @@ def test_prebuilt_index_is_kept(empty_database_url: str, tmp_path: Path) -> None
 
 def test_near_duplicate_shots_rank_in_exact_order(db_conn: psycopg.Connection) -> None:
     """Half precision alone would swap re-takes whose distances differ in the 4th digit;
-    the function re-ranks twice match_count candidates by full-precision distance."""
+    the function re-ranks max(2 x match_count, 100) candidates by full-precision distance."""
     vectors, query = _near_duplicates(200, seed=11)
     ids = _store(db_conn, vectors)
     _store(db_conn, unit_vectors(400, seed=12), owner=uuid.UUID(int=0xD1FF))  # another owner's rows
