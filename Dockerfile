@@ -96,7 +96,7 @@ ARG VIDX_UID=10001
 COPY tests/ tests/
 COPY bench/ bench/
 # tests/test_deploy.py checks these deploy files too.
-COPY Dockerfile .dockerignore docker-compose.test.yml railway.json ./
+COPY Dockerfile .dockerignore docker-compose.test.yml railway.json railway.web.json ./
 COPY weights/README.md weights/README.md
 RUN PIP_NO_CACHE_DIR=1 VIDX_VENV=/opt/venv VIDX_EXTRAS=test scripts/install.sh \
     && rm -rf /var/lib/apt/lists/* \
@@ -112,7 +112,12 @@ ARG VIDX_UID=10001
 ENV VIDX_LOG_FORMAT=json
 # Numeric, so Kubernetes' runAsNonRoot and friends can check it.
 USER ${VIDX_UID}:${VIDX_UID}
+# The same image runs either `vidx worker` (the default) or the HTTP API and web
+# page: `vidx serve --host 0.0.0.0` (port 8000, or $PORT). Uploads and frames live
+# in VIDX_DATA_DIR / VIDX_SIDECAR_DIR: API and workers must share them.
+EXPOSE 8000
 # `vidx health` checks the database, the broker and that the CLIP model loads
 # (a fresh process importing torch each time), hence the unhurried interval.
+# A `vidx serve` container is better probed over HTTP: GET /v1/live (compose, Railway).
 HEALTHCHECK --interval=2m --timeout=90s --start-period=2m --retries=3 CMD ["vidx", "health"]
 CMD ["vidx", "worker"]

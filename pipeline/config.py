@@ -253,6 +253,23 @@ class Settings:
                   "doc": "Redis password (kept out of CELERY_BROKER_URL and of every message)."},
     )
 
+    # --- HTTP API (issue 16) ---
+    api_upload_max_mb: int = _env(
+        "VIDX_API_UPLOAD_MAX_MB", _number(int, 1), 2048, "Largest video upload `vidx serve` accepts, in MB."
+    )
+    api_image_max_mb: int = _env(
+        "VIDX_API_IMAGE_MAX_MB", _number(int, 1), 10, "Largest query image for search by image, in MB."
+    )
+    api_rate_per_minute: int = _env(
+        "VIDX_API_RATE_PER_MINUTE", _number(int, 1), 600, "Requests per minute each API key may make (sustained)."
+    )
+    api_rate_burst: int = _env(
+        "VIDX_API_RATE_BURST", _number(int, 1), 60, "Requests an API key may make at once above its rate."
+    )
+    api_db_pool_size: int = _env(
+        "VIDX_API_DB_POOL_SIZE", _number(int, 1), 8, "Database connections `vidx serve` keeps open."
+    )
+
     # --- logging ---
     log_format: str = _env("VIDX_LOG_FORMAT", _choice("auto", "json", "console"), "auto", "auto: console on a TTY.")
     log_level: str = _env(

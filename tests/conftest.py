@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.clip",
     "tests.fixtures.queue",
+    "tests.fixtures.api",
     "tests.fixtures.s3",
 ]
 

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE_FILE = ROOT / "docker-compose.test.yml"
 RAILWAY_FILE = ROOT / "railway.json"
+RAILWAY_WEB_FILE = ROOT / "railway.web.json"
 EXTERNAL_SERVICES = ROOT / "scripts" / "external_services.sh"
 COMPOSE_SCHEMA = Path(__file__).parent / "schemas" / "compose_spec.json"
 # docker-compose 1.29.2 wheel, compose/config/compose_spec.json (see tests/schemas/README.md).
@@ -244,12 +245,12 @@ def test_compose_file_validates_against_compose_spec(compose, compose_validator)
 
 def test_compose_has_the_four_services_wired_together(compose, instructions):
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "worker", "tests"}
+    assert set(services) == {"postgres", "redis", "worker", "web", "tests"}
     assert services["postgres"]["image"].startswith("pgvector/pgvector:")
     assert services["redis"]["image"].startswith("redis:")
     targets = set(stages(instructions))
     declared_args = {i.args.split("=")[0] for i in instructions if i.keyword == "ARG"}
-    for name, command in (("worker", ["vidx", "worker"]), ("tests", ["pytest"])):
+    for name, command in (("worker", ["vidx", "worker"]), ("web", ["vidx", "serve"]), ("tests", ["pytest"])):
         svc = services[name]
         assert svc["build"]["target"] in targets
         assert set(svc["build"].get("args", {})) <= declared_args
@@ -265,6 +266,13 @@ def test_compose_has_the_four_services_wired_together(compose, instructions):
     # The suite's own workers and the worker service use different Redis databases.
     assert services["tests"]["environment"]["CELERY_BROKER_URL"] != services["worker"]["environment"]["CELERY_BROKER_URL"]
     assert services["tests"]["environment"]["VIDX_SMOKE_BROKER_URL"] == services["worker"]["environment"]["CELERY_BROKER_URL"]
+    # The API service queues onto the worker service's broker and shares its data volume (uploads, frames).
+    web = services["web"]
+    assert web["environment"]["CELERY_BROKER_URL"] == services["worker"]["environment"]["CELERY_BROKER_URL"]
+    assert web["volumes"] == services["worker"]["volumes"]
+    assert "/v1/live" in " ".join(web["healthcheck"]["test"])
+    assert services["tests"]["depends_on"]["web"]["condition"] == "service_healthy"
+    assert services["tests"]["environment"]["VIDX_SMOKE_WEB_URL"] == "http://web:8000"
 
 
 # ------------------------------------------------------------------ railway --
@@ -283,6 +291,25 @@ def test_railway_config_runs_the_worker_from_the_dockerfile(instructions):
     # the image's HEALTHCHECK (`vidx health`), used by Docker and compose.
     assert "healthcheckPath" not in deploy
     assert any(i.keyword == "HEALTHCHECK" and "vidx" in i.args for i in instructions)
+
+
+def test_railway_web_config_serves_the_api_with_an_http_healthcheck():
+    config = json.loads(RAILWAY_WEB_FILE.read_text())
+    base = json.loads(RAILWAY_FILE.read_text())
+    assert config["build"] == base["build"]  # the same image as the worker
+    deploy = config["deploy"]
+    assert deploy["startCommand"].split()[:2] == ["vidx", "serve"] and "0.0.0.0" in deploy["startCommand"]
+    assert deploy["healthcheckPath"] == "/v1/live"
+    assert "preDeployCommand" not in deploy  # the worker service migrates; one migrator is enough
+
+
+def test_serve_listens_on_railways_port():
+    from click.testing import CliRunner
+
+    from worker.cli import cli
+
+    result = CliRunner().invoke(cli, ["serve", "--help"])
+    assert result.exit_code == 0 and "$PORT" in result.output
 
 
 # --------------------------------------------------- external-server mode --
@@ -373,3 +400,16 @@ def test_compose_worker_service_indexes_an_enqueued_video():
         assert (status, error) == ("done", None)
         scenes = conn.execute("SELECT count(*) FROM scenes WHERE video_id = %s", (video_id,)).fetchone()[0]
         assert scenes >= 1
+
+
+@pytest.mark.skipif(not os.environ.get("VIDX_SMOKE_WEB_URL"), reason="runs inside docker-compose.test.yml (VIDX_SMOKE_WEB_URL)")
+def test_compose_web_service_answers_over_http():
+    """The `vidx serve` service of the compose stack: alive, page served, keys required."""
+    import httpx
+
+    base = os.environ["VIDX_SMOKE_WEB_URL"]
+    with httpx.Client(base_url=base, timeout=30) as client:
+        assert client.get("/v1/live").json() == {"status": "ok"}
+        assert client.get("/v1/health").json()["checks"]["database"]["ok"]
+        assert "<title>vidx" in client.get("/").text
+        assert client.get("/v1/videos").status_code == 401

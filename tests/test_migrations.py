@@ -28,8 +28,9 @@ def test_migrate_from_empty_then_rerun(empty_database_url: str) -> None:
         assert recorded == _names()
 
         indexes = dict(conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'scenes'").fetchall())
-        hnsw = indexes["scenes_embedding_visual_clip_hnsw_idx"]
-        assert "USING hnsw" in hnsw and "vector_cosine_ops" in hnsw
+        hnsw = indexes["scenes_embedding_halfvec_hnsw_idx"]  # migration 008 replaced the vector(512) index
+        assert "USING hnsw" in hnsw and "halfvec(512)" in hnsw and "halfvec_cosine_ops" in hnsw
+        assert "scenes_embedding_visual_clip_hnsw_idx" not in indexes
         assert "btree (owner_id)" in indexes["scenes_owner_id_idx"]
         assert "UNIQUE" in indexes["scenes_video_scene_index_key"] and "(video_id, scene_index)" in indexes[
             "scenes_video_scene_index_key"

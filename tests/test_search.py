@@ -20,15 +20,18 @@ TINY = uuid.UUID("0000000d-0000-0000-0000-000000000001")  # 3 rows, 2 of them em
 REST = [uuid.UUID(int=0xE00 + i) for i in range(6)]
 N_ROWS = 4000
 PER_VIDEO = 40
-HNSW_INDEX = "scenes_embedding_visual_clip_hnsw_idx"
+HNSW_INDEX = "scenes_embedding_halfvec_hnsw_idx"  # migration 008: half-precision copies
 OWNER_INDEX = "scenes_owner_id_idx"
 
-# The inner (index) query of search_scenes_by_visual_clip_embedding, for EXPLAIN.
+HNSW_DEFINITION = "USING hnsw ((embedding_visual_clip::halfvec(512)) halfvec_cosine_ops)"
+
+# The inner (index) query of search_scenes_by_visual_clip_embedding, for EXPLAIN
+# (since migration 008 it orders by the indexed halfvec expression).
 INNER_QUERY = """
     SELECT s.id, s.embedding_visual_clip <=> %(q)s AS distance
     FROM scenes s
     WHERE s.owner_id = %(owner)s AND s.embedding_visual_clip IS NOT NULL
-    ORDER BY s.embedding_visual_clip <=> %(q)s
+    ORDER BY s.embedding_visual_clip::halfvec(512) <=> %(q)s::halfvec(512)
     LIMIT %(k)s
 """
 
@@ -98,7 +101,7 @@ def dataset(_pg_server) -> Iterator[Dataset]:
         store.replace_scenes(conn, video_id=uuid.uuid4(), owner_id=TINY, source="tiny.mp4", probe=probe_result(),
                              scenes=tiny)
         conn.execute(
-            f"CREATE INDEX {HNSW_INDEX} ON scenes USING hnsw (embedding_visual_clip vector_cosine_ops)"
+            f"CREATE INDEX {HNSW_INDEX} ON scenes {HNSW_DEFINITION}"
         )
         conn.execute("ANALYZE scenes")
     yield Dataset(url, vectors, owners, ids)

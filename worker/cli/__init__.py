@@ -21,6 +21,7 @@ def cli() -> None:
 for module in (index_cmd, db_cmds, queue_cmds):
     module.register(cli)
 understand_cmds.register(cli)
+__import__("worker.cli.serve_cmds", fromlist=["register"]).register(cli)  # vidx serve, vidx apikey (issue 16)
 
 
 def main() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -13,31 +12,9 @@ if TYPE_CHECKING:
     import psycopg
 
 from pipeline.config import Settings
-from pipeline.errors import TransientError, first_line
+from pipeline.errors import first_line
 from worker.cli.common import EXIT_FAILURE, EXIT_OK, get_settings, handle_errors, owner_option, print_json
-
-
-def _source_label(raw: str, settings: Settings) -> str:
-    """Validate one PATH_OR_URL as far as the enqueuer can see it; return its stored (redacted) label.
-
-    A URL whose scheme is not http(s), or whose host is a non-public IP
-    literal (unless VIDX_ALLOW_PRIVATE_URLS), is refused here: exit 2, nothing enqueued.
-    """
-    from pipeline.indexer import canonical_source
-    from pipeline.sources import check_local_file, check_url, is_url
-
-    if is_url(raw, supported_only=False):
-        check_url(raw, settings)
-        return canonical_source(raw)
-    check_local_file(Path(raw).expanduser())
-    return canonical_source(raw)
-
-
-def safe_url(url: str) -> str:
-    """A service URL fit for messages: any password masked (pipeline.redaction)."""
-    from pipeline.redaction import redact_connection_url
-
-    return redact_connection_url(url)
+from worker.enqueue import enqueue_sources, safe_url, source_label
 
 
 def _connect(settings: Settings) -> psycopg.Connection:
@@ -58,30 +35,10 @@ def enqueue_command(sources: tuple[str, ...], owner: UUID, as_json: bool) -> Non
     (missing, a directory, empty) enqueues nothing and exits 2. URLs are
     fetched by the worker. Re-enqueueing a source re-indexes the same video.
     """
-    from kombu.exceptions import OperationalError as BrokerError
-
-    from pipeline import store
-    from pipeline.indexer import video_id_for
-    from pipeline.store import jobs
-
     settings = get_settings()
-    # all checked before any is enqueued; label (redacted) -> the URL the worker fetches
-    fetch_urls = {_source_label(raw, settings): raw for raw in sources}
-    from worker.tasks import send_index_task
-
-    rows = []
-    with _connect(settings) as conn:
-        for label, raw in fetch_urls.items():
-            video_id = video_id_for(owner, label)
-            store.upsert_video(conn, video_id=video_id, owner_id=owner, source=label, status="queued")
-            jobs.reset_for_enqueue(conn, video_id)
-            conn.commit()
-            try:
-                task_id = send_index_task(video_id, owner, fetch_url=raw if raw != label else None)
-            except BrokerError as exc:
-                # The row stays queued: the reconciler sends it once the broker is back.
-                raise TransientError(f"broker unavailable ({safe_url(settings.celery_broker_url)}): {exc}") from None
-            rows.append({"video_id": str(video_id), "source": label, "task_id": task_id})
+    # all checked before any is enqueued; label (redacted) -> what the worker fetches
+    fetch_urls = {source_label(raw, settings): raw for raw in sources}
+    rows = enqueue_sources(settings, fetch_urls, owner)
     if as_json:
         print_json(rows)
     else:

@@ -1,0 +1,87 @@
+"""Queueing videos: one code path for ``vidx enqueue`` and the HTTP API.
+
+Both create (or reset) the video's row as ``queued`` and then publish one
+Celery task per video; the row is committed first so a broker outage leaves
+it for the reconciler rather than losing the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from pipeline.config import Settings
+from pipeline.errors import TransientError
+
+
+def source_label(raw: str, settings: Settings) -> str:
+    """Validate one PATH_OR_URL as far as the enqueuer can see it; return its stored (redacted) label.
+
+    A URL whose scheme is not http(s), or whose host is a non-public IP
+    literal (unless VIDX_ALLOW_PRIVATE_URLS), is refused here: nothing enqueued.
+    """
+    from pipeline.indexer import canonical_source
+    from pipeline.sources import check_local_file, check_url, is_url
+
+    if is_url(raw, supported_only=False):
+        check_url(raw, settings)
+        return canonical_source(raw)
+    check_local_file(Path(raw).expanduser())
+    return canonical_source(raw)
+
+
+def safe_url(url: str) -> str:
+    """A service URL fit for messages: any password masked (pipeline.redaction)."""
+    from pipeline.redaction import redact_connection_url
+
+    return redact_connection_url(url)
+
+
+def enqueue_sources(settings: Settings, sources: Mapping[str, str], owner_id: UUID) -> list[dict[str, Any]]:
+    """Queue each (already validated) source once for ``owner_id``.
+
+    ``sources`` maps the stored, redacted label to what the worker fetches (the
+    full URL, which may hold a signature; it rides only in the task message).
+    Returns ``[{"video_id", "source", "task_id"}]``. A broker that cannot be
+    reached raises :class:`TransientError`; the rows stay queued for the reconciler.
+    """
+    from kombu.exceptions import OperationalError as BrokerError
+
+    from pipeline import store
+    from pipeline.indexer import video_id_for
+    from pipeline.store import jobs
+    from worker.tasks import send_index_task
+
+    rows = []
+    with store.connect(settings) as conn:
+        for label, raw in sources.items():
+            video_id = video_id_for(owner_id, label)
+            store.upsert_video(conn, video_id=video_id, owner_id=owner_id, source=label, status="queued")
+            jobs.reset_for_enqueue(conn, video_id)
+            conn.commit()
+            try:
+                task_id = send_index_task(video_id, owner_id, fetch_url=raw if raw != label else None)
+            except BrokerError as exc:
+                # The row stays queued: the reconciler sends it once the broker is back.
+                raise TransientError(f"broker unavailable ({safe_url(settings.celery_broker_url)}): {exc}") from None
+            rows.append({"video_id": str(video_id), "source": label, "task_id": task_id})
+    return rows
+
+
+def ping_broker(settings: Settings, timeout_s: float = 1.0) -> None:
+    """Raise :class:`TransientError` at once when the broker cannot be reached.
+
+    The API asks before it accepts an upload, so a client learns of an outage
+    in a second instead of after the publish retries.
+    """
+    import redis
+
+    client = redis.Redis.from_url(settings.celery_broker_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise TransientError(f"broker unavailable ({safe_url(settings.celery_broker_url)}): {exc}") from None
+    finally:
+        client.close()
