@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from pipeline.storage.s3 import S3Store
     from pipeline.storage.versions import ObjectStaging
 
-__all__ = ["is_object_url", "open_staging", "open_store", "read_frame", "read_sidecar"]
+__all__ = ["in_store", "is_object_url", "open_staging", "open_store", "read_frame", "read_sidecar"]
 
 
 def open_store(settings: Settings) -> LocalStore | S3Store:
@@ -51,12 +51,16 @@ def open_staging(settings: Settings, video_id: UUID) -> SidecarStaging | ObjectS
 def read_frame(frame_path: str | Path, settings: Settings | None = None) -> bytes:
     """The bytes of a stored frame, wherever the database says it is (``frame_path`` as stored).
 
-    ``FileNotFoundError`` when it is gone; ``TransientError`` when object
-    storage cannot be reached or refuses the credentials. ``settings`` is
-    accepted for symmetry; the URL itself says where the object is, and the
-    AWS_* environment how to reach it.
+    The one reader of stored frames (``vidx sheet``, ``vidx reembed``, the
+    HTTP API). With ``settings``, the frame must lie inside the configured
+    store (``VIDX_STORAGE_URL``'s prefix or ``VIDX_SIDECAR_DIR``), so a bad
+    row can never serve another file or bucket. ``FileNotFoundError`` when it
+    is gone or outside the store; ``TransientError`` when object storage
+    cannot be reached or refuses the credentials.
     """
     text = str(frame_path)
+    if settings is not None and not in_store(text, settings):
+        raise FileNotFoundError(f"frame outside the configured store: {text}")
     if is_object_url(text):
         from pipeline.storage.location import S3Location
         from pipeline.storage.s3 import S3Store
@@ -64,6 +68,18 @@ def read_frame(frame_path: str | Path, settings: Settings | None = None) -> byte
         bucket, key = split_object_url(text)
         return S3Store(S3Location(bucket)).get(key)
     return Path(text).read_bytes()
+
+
+def in_store(frame_path: str, settings: Settings) -> bool:
+    """Whether ``frame_path`` names an object under the configured store (no ``..`` tricks)."""
+    if is_object_url(frame_path):
+        if not settings.storage_url or "/../" in frame_path or frame_path.endswith("/.."):
+            return False
+        return frame_path.startswith(settings.storage_url.rstrip("/") + "/")
+    path = Path(frame_path)
+    if not path.is_absolute():
+        return False
+    return path.resolve().is_relative_to(settings.sidecar_dir.resolve())
 
 
 def read_sidecar(settings: Settings, video_id: UUID) -> dict[str, Any]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from pipeline.config import Settings
 from pipeline.log import get_logger
+from pipeline.storage import read_frame
 from pipeline.store.scene_reads import get_scene
 from worker.api.auth import Principal, require_key
 from worker.api.context import get_context
@@ -40,18 +41,19 @@ def get_one_scene(
     return scene_json(_owned_scene(request, scene_id, who))
 
 
-def frame_file(frame_path: str | None, sidecar_root: Path) -> Path | None:
-    """The frame's file if it is an existing file inside the sidecar directory, else None.
+def frame_bytes(frame_path: str | None, settings: Settings) -> bytes | None:
+    """The frame's bytes if it lies inside the configured store (a directory or a bucket), else None.
 
     The path comes from the owner's own row, never from the request; checking it lies
-    under VIDX_SIDECAR_DIR still keeps a bad row from serving any other file.
+    inside the store still keeps a bad row from serving any other file.
+    Object storage trouble raises ``TransientError`` (a 503).
     """
-    if not frame_path or not Path(frame_path).is_absolute():
+    if not frame_path:
         return None
-    path = Path(frame_path).resolve()
-    if not path.is_relative_to(sidecar_root.resolve()) or not path.is_file():
+    try:
+        return read_frame(frame_path, settings)
+    except (FileNotFoundError, IsADirectoryError, ValueError):
         return None
-    return path
 
 
 @router.get(
@@ -66,13 +68,12 @@ def get_frame(
     who: Annotated[Principal, Depends(require_key)],
 ) -> Response:
     row = _owned_scene(request, scene_id, who)
-    path = frame_file(row["frame_path"], get_context(request).settings.sidecar_dir)
-    if path is None:
+    data = frame_bytes(row["frame_path"], get_context(request).settings)
+    if data is None:
         log.warning("api_frame_missing", scene_id=str(row["id"]))
         raise ApiError(404, "no frame for this scene", None)
-    stat = path.stat()
-    etag = '"' + hashlib.sha256(f"{row['id']}:{stat.st_mtime_ns}:{stat.st_size}".encode()).hexdigest()[:32] + '"'
+    etag = '"' + hashlib.sha256(str(row["id"]).encode() + b":" + data).hexdigest()[:32] + '"'
     headers = {"ETag": etag, "Cache-Control": FRAME_CACHE_CONTROL}
     if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers=headers)
-    return Response(path.read_bytes(), media_type="image/jpeg", headers=headers)
+    return Response(data, media_type="image/jpeg", headers=headers)
