@@ -71,6 +71,7 @@ def reembed_video(video_id: UUID, settings: Settings) -> ReembedResult:
     """
     from pipeline import store
     from pipeline.clip.identity import model_identity
+    from pipeline.storage.working_copy import version_copy
 
     identity = model_identity(settings)
     with store.connect(settings) as conn:
@@ -78,13 +79,14 @@ def reembed_video(video_id: UUID, settings: Settings) -> ReembedResult:
         if not rows:
             return ReembedResult(video_id, 0, 0)
         _require_model(settings)  # a model that cannot load must not turn good embeddings into NULLs
-        frames_dir = Path(rows[0]["frame_path"]).parent
-        records = _records(rows, _sidecar(frames_dir, video_id))
-        vectors = _embed(records, frames_dir, settings)
-        if not _write(conn, video_id, identity, rows, records):
-            log.info("reembed_skipped_video_changed", video_id=str(video_id))
-            return ReembedResult(video_id, len(rows), 0, skipped=True)
-    _update_sidecar(frames_dir, video_id, records)
+        # issue 15: frames may live in object storage; work on a local copy of their version
+        with version_copy(rows[0]["frame_path"], settings) as frames_dir:
+            records = _records(rows, _sidecar(frames_dir, video_id))
+            vectors = _embed(records, frames_dir, settings)
+            if not _write(conn, video_id, identity, rows, records):
+                log.info("reembed_skipped_video_changed", video_id=str(video_id))
+                return ReembedResult(video_id, len(rows), 0, skipped=True)
+            _update_sidecar(frames_dir, video_id, records)
     embedded = sum(v is not None for v in vectors)
     log.info("video.reembedded", video_id=str(video_id), scenes=len(rows), embedded=embedded, model=identity)
     return ReembedResult(video_id, len(rows), embedded)

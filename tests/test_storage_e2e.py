@@ -193,3 +193,38 @@ def test_bad_credentials_are_retried_then_the_job_completes(broker_url, clean_da
     workers.start(good, name="good-creds")
     _wait_done(clean_database_url, [vid], timeout=180)
     _assert_readable_from_s3(db_settings.with_overrides(storage_url=s3_url), clean_database_url, vid, 2)
+
+
+def test_reembed_and_sheet_read_frames_from_s3(three_scene_video, clip_env, db_settings, s3_url, clean_database_url,
+                                               tmp_path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.clip import reset_model
+    from pipeline.config import load_settings
+    from pipeline.indexer import index_video, video_id_for
+    from worker.cli import cli
+
+    monkeypatch.setenv("VIDX_STORAGE_URL", s3_url)
+    monkeypatch.setenv("CLIP_CACHE_DIR", str(tmp_path / "clip_cache"))
+    monkeypatch.setenv("CLIP_ENABLED", "false")  # indexed without embeddings: reembed must read the stored frames
+    vid = video_id_for(OWNER, str(three_scene_video))
+    index_video(three_scene_video, video_id=vid, owner_id=OWNER, settings=load_settings())
+    version = _assert_readable_from_s3(load_settings(), clean_database_url, vid, 3)
+
+    monkeypatch.setenv("CLIP_ENABLED", "true")
+    reset_model()
+    runner = CliRunner()
+    made = runner.invoke(cli, ["reembed", "--all", "--json"], catch_exceptions=False)
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.stdout)["embedded"] == 3
+    with psycopg.connect(clean_database_url, autocommit=True) as conn:
+        vectors = conn.execute("SELECT embedding_visual_clip FROM scenes WHERE video_id = %s", (vid,)).fetchall()
+    assert all(row[0] is not None for row in vectors)
+    sidecar = read_sidecar(load_settings(), vid)  # the sidecar in the bucket follows the rows, same version
+    assert all(scene["embedding_visual_clip"] for scene in sidecar["scenes"])
+    assert current_version(S3Store(parse_s3_url(s3_url)), vid) == version
+
+    out = tmp_path / "sheet.png"
+    sheet = runner.invoke(cli, ["sheet", str(vid), "-o", str(out), "--owner", str(OWNER)], catch_exceptions=False)
+    assert sheet.exit_code == 0, sheet.output
+    assert out.read_bytes().startswith(b"\x89PNG")
