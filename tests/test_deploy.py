@@ -245,7 +245,7 @@ def test_compose_file_validates_against_compose_spec(compose, compose_validator)
 
 def test_compose_has_the_four_services_wired_together(compose, instructions):
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "worker", "web", "tests"}
+    assert set(services) == {"postgres", "redis", "s3", "worker", "web", "tests"}
     assert services["postgres"]["image"].startswith("pgvector/pgvector:")
     assert services["redis"]["image"].startswith("redis:")
     targets = set(stages(instructions))
@@ -273,6 +273,15 @@ def test_compose_has_the_four_services_wired_together(compose, instructions):
     assert "/v1/live" in " ".join(web["healthcheck"]["test"])
     assert services["tests"]["depends_on"]["web"]["condition"] == "service_healthy"
     assert services["tests"]["environment"]["VIDX_SMOKE_WEB_URL"] == "http://web:8000"
+    # Issue 15: frames and sidecars live in the S3-compatible service's bucket, no shared disk needed for them.
+    for name in ("worker", "web"):
+        env = services[name]["environment"]
+        storage_url = load_settings({k: v for k, v in env.items() if "${" not in v}).storage_url
+        assert storage_url == services["tests"]["environment"]["VIDX_SMOKE_STORAGE_URL"]
+        assert env["AWS_ENDPOINT_URL"] == services["tests"]["environment"]["VIDX_SMOKE_S3_ENDPOINT"]
+        assert env["AWS_ENDPOINT_URL"].startswith("http://s3:")
+        assert services[name]["depends_on"]["s3"]["condition"] == "service_healthy"
+    assert "create_bucket" in " ".join(services["s3"]["healthcheck"]["test"])
 
 
 # ------------------------------------------------------------------ railway --
@@ -400,6 +409,16 @@ def test_compose_worker_service_indexes_an_enqueued_video():
         assert (status, error) == ("done", None)
         scenes = conn.execute("SELECT count(*) FROM scenes WHERE video_id = %s", (video_id,)).fetchone()[0]
         assert scenes >= 1
+        frame_path = conn.execute("SELECT frame_path FROM scenes WHERE video_id = %s LIMIT 1", (video_id,)).fetchone()[0]
+    storage_url = os.environ.get("VIDX_SMOKE_STORAGE_URL")
+    if storage_url:  # issue 15: the worker service published the frame to the bucket; any process can read it
+        import boto3
+
+        bucket, _, key = frame_path.removeprefix("s3://").partition("/")
+        assert frame_path.startswith(storage_url + "/")
+        client = boto3.client("s3", endpoint_url=os.environ["VIDX_SMOKE_S3_ENDPOINT"], region_name="us-east-1",
+                              aws_access_key_id="test", aws_secret_access_key="test")
+        assert client.get_object(Bucket=bucket, Key=key)["Body"].read()[:3] == b"\xff\xd8\xff"
 
 
 @pytest.mark.skipif(not os.environ.get("VIDX_SMOKE_WEB_URL"), reason="runs inside docker-compose.test.yml (VIDX_SMOKE_WEB_URL)")
