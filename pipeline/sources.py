@@ -48,6 +48,24 @@ def check_local_file(path: Path) -> Path:
     return path
 
 
+DOWNLOAD_PREFIX = "vidx-download-"
+
+
+def sweep_downloads(older_than_s: float) -> list[Path]:
+    """Remove download directories a killed job left in the temp directory (older than any live job)."""
+    import time
+
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(f"{DOWNLOAD_PREFIX}*"):
+        try:
+            if time.time() - path.stat().st_mtime > older_than_s:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
 @contextmanager
 def open_source(source: str, settings: Settings) -> Iterator[Path]:
     """Yield a local file for ``source``; a downloaded copy is deleted on exit.
@@ -58,7 +76,7 @@ def open_source(source: str, settings: Settings) -> Iterator[Path]:
     if not is_url(source):
         yield check_local_file(Path(source).expanduser())
         return
-    tmp_dir = Path(tempfile.mkdtemp(prefix="vidx-download-"))
+    tmp_dir = Path(tempfile.mkdtemp(prefix=DOWNLOAD_PREFIX))
     try:
         yield download(source, tmp_dir, max_bytes=settings.download_max_mb * 1024 * 1024)
     finally:

@@ -20,6 +20,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from tests import videogen
+from tests.fixtures.media import sidecar_entries
 from tests.fixtures.queue import REPO_ROOT, DedicatedPostgres, WorkerPool, run_vidx, wait_for, worker_env
 
 OWNER = uuid.UUID("22222222-2222-2222-2222-222222222222")
@@ -140,7 +141,7 @@ def test_sigkill_of_the_child_mid_video_still_ends_done_once(env, clean_database
     assert row["attempts"] == 2  # the killed attempt counted, then one more
     assert_one_set_of_scenes(env, row)
     sidecars = Path(env["VIDX_SIDECAR_DIR"])
-    assert [p.name for p in sidecars.iterdir()] == [str(vid)]  # no staging leftovers
+    assert sidecar_entries(sidecars) == [str(vid)]  # no staging leftovers
 
 
 def test_whole_worker_killed_a_new_worker_finishes_the_job(env, clean_database_url, workers, long_video) -> None:
@@ -156,7 +157,7 @@ def test_whole_worker_killed_a_new_worker_finishes_the_job(env, clean_database_u
     row = wait_finished(clean_database_url, [vid], timeout=120)[vid]
     assert (row["status"], row["attempts"]) == ("done", 2)
     assert_one_set_of_scenes(env, row)
-    assert [p.name for p in Path(env["VIDX_SIDECAR_DIR"]).iterdir()] == [str(vid)]  # no staging leftovers
+    assert sidecar_entries(Path(env["VIDX_SIDECAR_DIR"])) == [str(vid)]  # no staging leftovers
 
 
 def test_database_down_during_a_job_is_retried_until_it_is_back(

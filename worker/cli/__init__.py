@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from worker.cli import db_cmds, index_cmd, queue_cmds
+from worker.cli.common import EXIT_FAILURE, exit_process
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,4 +19,10 @@ for module in (index_cmd, db_cmds, queue_cmds):
 
 
 def main() -> None:
-    cli(prog_name="vidx")
+    """Run ``vidx``; every exit, even after an abandoned CLIP pass, carries the command's code."""
+    try:
+        cli(prog_name="vidx")
+    except SystemExit as exc:
+        code = exc.code
+        exit_process(code if isinstance(code, int) else (0 if code is None else EXIT_FAILURE))
+    exit_process(0)

@@ -57,9 +57,8 @@ def enqueue_command(sources: tuple[str, ...], owner: UUID, as_json: bool) -> Non
     """
     from kombu.exceptions import OperationalError as BrokerError
 
-    from pipeline import store
     from pipeline.indexer import video_id_for
-    from pipeline.store import jobs
+    from pipeline.store import videos
 
     settings = get_settings()
     labels = [_source_label(raw) for raw in sources]  # all checked before any is enqueued
@@ -69,15 +68,15 @@ def enqueue_command(sources: tuple[str, ...], owner: UUID, as_json: bool) -> Non
     with _connect(settings) as conn:
         for label in dict.fromkeys(labels):
             video_id = video_id_for(owner, label)
-            store.upsert_video(conn, video_id=video_id, owner_id=owner, source=label, status="queued")
-            jobs.reset_for_enqueue(conn, video_id)
-            conn.commit()
+            generation = videos.enqueue_video(conn, video_id=video_id, owner_id=owner, source=label)
             try:
                 task_id = send_index_task(video_id, owner)
             except BrokerError as exc:
-                # The row stays queued: the reconciler sends it once the broker is back.
-                raise TransientError(f"broker unavailable ({safe_url(settings.celery_broker_url)}): {exc}") from None
-            rows.append({"video_id": str(video_id), "source": label, "task_id": task_id})
+                # No message carries this request: say so in the row instead of leaving it queued forever.
+                reason = f"enqueue failed: broker unavailable ({safe_url(settings.celery_broker_url)}): {exc}"
+                videos.fail_unclaimed(conn, video_id, reason[:2000])
+                raise TransientError(reason) from None
+            rows.append({"video_id": str(video_id), "source": label, "task_id": task_id, "generation": generation})
     if as_json:
         print_json(rows)
     else:
@@ -89,12 +88,12 @@ def enqueue_command(sources: tuple[str, ...], owner: UUID, as_json: bool) -> Non
     "worker",
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
 )
-@click.option("--beat", is_flag=True, help="Also run celery beat here (the periodic reconciler); one per cluster.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
-def worker_command(beat: bool, celery_args: tuple[str, ...]) -> None:
+def worker_command(celery_args: tuple[str, ...]) -> None:
     """Start a Celery worker on the vidx app; extra options go to ``celery worker``.
 
+    Every worker also runs the reconciler on a timer (no beat service needed).
     With CLIP on a GPU (CLIP_DEVICE=cuda/auto) and no --concurrency given,
     it runs one child process per GPU, each pinned to its own GPU.
     """
@@ -111,10 +110,6 @@ def worker_command(beat: bool, celery_args: tuple[str, ...]) -> None:
             os.environ["VIDX_WORKER_GPUS"] = ",".join(str(i) for i in range(gpus))
             if not has_concurrency:
                 args += ["--concurrency", str(gpus)]
-    if beat:
-        # beat's schedule state lives with vidx's other state, not in the current directory
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        args += ["--beat", "--schedule-filename", str(settings.data_dir / "celerybeat-schedule")]
     if not any(a in ("-l", "--loglevel") or a.startswith("--loglevel=") for a in args):
         args += ["--loglevel", settings.log_level.upper()]
     # --quiet: no banner on stdout, so every line the worker writes is a log record.
@@ -126,7 +121,7 @@ def _format_row(row: dict[str, Any]) -> str:
     pct = f"{100 * float(progress):5.1f}%" if progress is not None else "    -"
     scenes = row.get("scene_count")
     parts = [
-        str(row.get("id") or row.get("video_id")),
+        f"video {row.get('id') or row.get('video_id')}",
         f"{row.get('status', '?'):<7}",
         pct,
         f"attempts {row.get('attempts', 0)}",
