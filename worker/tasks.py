@@ -83,16 +83,26 @@ def open_job_connection(settings: Settings) -> psycopg.Connection:
 
 
 class _ProgressReporter:
-    """Writes progress to the row at most once a second (and on stage changes)."""
+    """Writes progress to the row at most once a second (and on stage changes); enforces the soft limit.
 
-    def __init__(self, conn: psycopg.Connection, lease: Lease) -> None:
+    Celery's SoftTimeLimitExceeded is raised asynchronously, wherever the job
+    happens to be: inside a logging handler or a library's ``except
+    Exception`` it can be swallowed. Every progress report (each stage, and
+    often while decoding, always before anything is published) raises it
+    again once the soft deadline has passed, so the limit still ends the job.
+    """
+
+    def __init__(self, conn: psycopg.Connection, lease: Lease, soft_deadline: float) -> None:
         self._conn = conn
         self._lease = lease
+        self._soft_deadline = soft_deadline
         self._last = 0.0
         self._stage: str | None = None
 
     def __call__(self, fraction: float, stage: str) -> None:
         now = time.monotonic()
+        if now >= self._soft_deadline:
+            raise SoftTimeLimitExceeded()
         if stage == self._stage and now - self._last < PROGRESS_MIN_INTERVAL_S:
             return
         self._last, self._stage = now, stage
@@ -162,7 +172,7 @@ def _run_job(task: Any, conn: psycopg.Connection, vid: UUID, settings: Settings)
                     owner_id=claim.owner_id,
                     settings=settings,
                     source_label=claim.source,
-                    on_progress=_ProgressReporter(conn, lease),
+                    on_progress=_ProgressReporter(conn, lease, started + settings.task_soft_time_limit_s),
                     lease=lease,
                 )
     except BadInputError as exc:

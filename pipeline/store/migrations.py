@@ -120,7 +120,7 @@ def _migrate(conn: psycopg.Connection, directory: Path | None) -> list[str]:
             log.info("migration_applied", name=migration.name)
             now_applied.append(migration.name)
     if failure is not None:
-        migration, exc = failure
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ProcessingError(f"migration {migration.name} failed: {first}") from exc
+        failed, error = failure
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ProcessingError(f"migration {failed.name} failed: {first}") from error
     return now_applied
