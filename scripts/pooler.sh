@@ -11,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+PATH="$PATH:/usr/sbin"  # where Debian puts pgbouncer
 STATE=${VIDX_POOLER_DIR:-${TMPDIR:-/tmp}/vidx-pooler-$(id -u)}
 PY=${VIDX_PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
