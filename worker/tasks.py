@@ -49,7 +49,7 @@ log = get_logger("vidx.worker")
 
 INDEX_TASK = "vidx.index_video"
 RECONCILE_TASK = "vidx.reconcile"
-RETRY_BACKOFF_BASE_S = 1.0
+RETRY_BACKOFF_BASE_S = 1  # integers: Celery's full jitter draws with random.randrange
 # When the database cannot even be reached to claim the job, attempts cannot
 # be counted in the row; bound the retries of that phase separately.
 MAX_UNCLAIMED_RETRIES = 30
@@ -62,7 +62,7 @@ BUSY_MAX_DELAY_S = 60.0
 def retry_countdown(retries: int) -> float:
     """Celery's exponential backoff with full jitter: up to 1, 2, 4, ... seconds, capped."""
     return float(get_exponential_backoff_interval(
-        factor=RETRY_BACKOFF_BASE_S, retries=retries, maximum=RETRY_BACKOFF_MAX_S, full_jitter=True,
+        factor=RETRY_BACKOFF_BASE_S, retries=retries, maximum=int(RETRY_BACKOFF_MAX_S), full_jitter=True,
     ))
 
 

@@ -121,6 +121,8 @@ class _LocalRun:
         from pipeline.store import videos
 
         self.conn = store.connect(self.settings)
+        if videos.live_leases(self.conn, [self.video_id]):  # before bumping: a worker's run must not be superseded
+            raise ProcessingError(f"{self.label}: video {self.video_id} is being indexed elsewhere (lease held)")
         videos.enqueue_video(self.conn, video_id=self.video_id, owner_id=self.owner, source=self.label)
         claim = videos.claim_video(self.conn, self.video_id, holder=new_holder("cli"),
                                    lease_s=self.settings.lease_s, max_attempts=max(1, self.settings.max_attempts))
