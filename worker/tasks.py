@@ -38,7 +38,7 @@ from pipeline.lease import Heartbeat, new_holder
 from pipeline.log import get_logger
 from pipeline.sources import open_source
 from pipeline.store import videos
-from pipeline.store.videos import ClaimStatus, Lease, RunEnd
+from pipeline.store.videos import ClaimStatus, Lease, RunEnd, VideoStatus
 from worker.app import QUEUE, app, worker_settings
 from worker.logging import bind_owner, bind_task_context, clear_task_context
 
@@ -196,7 +196,7 @@ def _run_job(task: Any, conn: psycopg.Connection, vid: UUID, settings: Settings)
         log.warning("job_not_published", outcome=result.outcome.value, attempt=claim.attempts, seconds=seconds)
         return {"video_id": str(vid), "outcome": result.outcome.value}
     log.info("job_done", scenes=len(result.scenes), attempt=claim.attempts, seconds=seconds)
-    return {"video_id": str(vid), "outcome": "done", "scenes": len(result.scenes)}
+    return {"video_id": str(vid), "outcome": VideoStatus.DONE.value, "scenes": len(result.scenes)}
 
 
 def _fail(conn: psycopg.Connection, lease: Lease, reason: str, *, kind: str) -> dict[str, Any]:
@@ -207,7 +207,7 @@ def _fail(conn: psycopg.Connection, lease: Lease, reason: str, *, kind: str) -> 
         log.error("failure_not_recorded", error=one_line(exc))
         end = None
     log.error("job_failed", reason=reason, kind=kind, recorded=end.value if end else None)
-    return {"video_id": str(lease.video_id), "outcome": "failed", "error": reason}
+    return {"video_id": str(lease.video_id), "outcome": VideoStatus.FAILED.value, "error": reason}
 
 
 def sweep_claimed(conn: psycopg.Connection, vid: UUID, sidecar_dir: Path) -> None:
