@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pipeline import store
-from pipeline.store.migrations import discover
 from pipeline.store import embedded
+from pipeline.store.migrations import discover
 from tests.fixtures.database import probe_result, scene_records, unit_vectors
 from worker.cli import cli
 
