@@ -134,6 +134,22 @@ def _env(name: str, parser: Callable[[str, str], Any], default: Any, doc: str) -
     return field(default=default, metadata={"env": name, "parser": parser, "doc": doc})
 
 
+# Longest countdown of a retried job, and slack: an unacknowledged message comes
+# back (Redis visibility timeout) only after any legitimate run would have ended.
+RETRY_BACKOFF_MAX_S = 300.0
+REDELIVERY_SLACK_S = 60
+
+
+def redelivery_after_s(settings: Settings) -> int:
+    """The broker's visibility timeout: hard limit + longest retry countdown + slack."""
+    return int(settings.task_time_limit_s + RETRY_BACKOFF_MAX_S + REDELIVERY_SLACK_S)
+
+
+def recovery_bound_s(settings: Settings) -> float:
+    """Worst time from a worker's death to its video being requeued, once a live worker runs the reconciler."""
+    return settings.lease_s + settings.reconcile_interval_s
+
+
 def _default_data_dir() -> Path:
     return Path.home() / ".vidx"
 
@@ -228,7 +244,22 @@ class Settings:
     )
     task_time_limit_s: int = _env("VIDX_TASK_TIME_LIMIT_S", _number(int, 1), 3900, "Hard time limit per video.")
     stale_after_s: int = _env(
-        "VIDX_STALE_AFTER_S", _number(int, 1), 4500, "Requeue videos stuck queued/running longer than this."
+        "VIDX_STALE_AFTER_S", _number(int, 1), 900,
+        "Republish videos left queued this long with no news (a lost message); running ones use leases.",
+    )
+
+    # --- reliability (issue 11) ---
+    lease_s: int = _env(
+        "VIDX_LEASE_S", _number(int, 2), 30,
+        "A running job's lease; a job whose worker stopped renewing it this long is requeued.",
+    )
+    heartbeat_s: float = _env(
+        "VIDX_HEARTBEAT_S", _number(float, 0, allow_zero=False), 10.0,
+        "How often a running job renews its lease (at most VIDX_LEASE_S / 2).",
+    )
+    reconcile_interval_s: float = _env(
+        "VIDX_RECONCILE_INTERVAL_S", _number(float, 0, allow_zero=False), 30.0,
+        "How often every worker requeues videos whose lease expired.",
     )
 
     # --- security (issue 10) ---
@@ -286,6 +317,20 @@ class Settings:
                 "VIDX_TASK_TIME_LIMIT_S",
                 str(self.task_time_limit_s),
                 f"a value greater than VIDX_TASK_SOFT_TIME_LIMIT_S ({self.task_soft_time_limit_s})",
+            )
+        self._check_reliability()
+
+    def _check_reliability(self) -> None:
+        """Leases, heartbeats, the reconciler and the time limits only work in this order."""
+        if self.heartbeat_s * 2 > self.lease_s:
+            raise ConfigError(
+                "VIDX_HEARTBEAT_S", str(self.heartbeat_s),
+                f"at most half of VIDX_LEASE_S ({self.lease_s}), so one late renewal does not lose a live job",
+            )
+        if self.stale_after_s < max(self.lease_s, self.reconcile_interval_s):
+            raise ConfigError(
+                "VIDX_STALE_AFTER_S", str(self.stale_after_s),
+                f"at least VIDX_LEASE_S ({self.lease_s}) and VIDX_RECONCILE_INTERVAL_S ({self.reconcile_interval_s})",
             )
 
     def with_overrides(self, **changes: Any) -> Settings:

@@ -34,6 +34,23 @@ class TransientError(VidxError):
     """A dependency (database, broker, network) is unreachable; worth a retry."""
 
 
+# Exception types no pipeline handler may turn into a degraded result (e.g. a
+# task runner's soft time limit). The pipeline cannot import the runner, so the
+# runner registers them here at import (dependency inversion).
+_ALWAYS_PROPAGATE: tuple[type[BaseException], ...] = ()
+
+
+def register_always_propagate(*types: type[BaseException]) -> None:
+    """Declare exception types that broad ``except Exception`` handlers in the pipeline must re-raise."""
+    global _ALWAYS_PROPAGATE
+    _ALWAYS_PROPAGATE = tuple(dict.fromkeys((*_ALWAYS_PROPAGATE, *types)))
+
+
+def always_propagate() -> tuple[type[BaseException], ...]:
+    """The registered types, for an ``except always_propagate(): raise`` placed before a broad handler."""
+    return _ALWAYS_PROPAGATE
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message (its type name when empty), for one-line reasons.
 

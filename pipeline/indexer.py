@@ -1,12 +1,17 @@
 """One video, end to end: probe, scenes, best frames, CLIP, sidecar, database.
 
-Everything a job produces is staged privately and published at the end (the
-database in one transaction, then the sidecar directory by rename), so a job
-that fails at any point leaves the previous state untouched and nothing half
-written. With object storage (``VIDX_STORAGE_URL``, issue 15) the frames and
-sidecar are uploaded as a new version before the rows that point at them
-commit, and made current after (``pipeline.storage.versions``). Callers (the
-CLI, Celery tasks) own the video row's status.
+Everything a run produces is staged privately and published at the end, in
+this order: (1) the sidecar and frames as a new, complete version directory;
+(2) the database rows pointing at it, in one transaction fenced by the run's
+lease and generation; (3) the ``<video_id>`` link swapped to the new version;
+(4) older versions removed. A crash between any two steps leaves the old
+complete state or the new complete one (``frame_path`` always exists), and
+what a killed run left is swept by the next claim or worker start
+(``pipeline.sidecar.sweep_video``). Callers (the CLI, Celery tasks) claim the
+video row (``pipeline.store.videos``); this module only ends the run as done.
+With object storage (``VIDX_STORAGE_URL``, issue 15) the same steps run on
+objects: (1) an uploaded version prefix, (3) ``current.json`` rewritten
+(``pipeline.storage.versions``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pipeline.log import get_logger
 from pipeline.sidecar import SidecarStaging, build_sidecar, frame_filename
 from pipeline.storage import open_staging
 from pipeline.storage.versions import ObjectStaging
+from pipeline.store.videos import Lease, RunEnd
 from pipeline.types import DetectedScene, ProbeResult, SceneRecord
 
 ProgressCallback = Callable[[float, str], None]
@@ -70,6 +76,8 @@ class IndexResult:
     sidecar_dir: Path | str  # a local directory, or the s3:// URL of the published version
     db_written: bool
     timing_ms: dict[str, float] = field(default_factory=dict)
+    outcome: RunEnd = RunEnd.FINISHED  # SUPERSEDED / LOST: nothing of this run was kept
+    sidecar_version: str | None = None
 
 
 class _Progress:
@@ -140,12 +148,14 @@ def _embed(records: list[SceneRecord], staging: SidecarStaging | ObjectStaging, 
 
 
 def _write_database(
-    settings: Settings, video_id: UUID, owner_id: UUID, source: str, probe: ProbeResult, records: list[SceneRecord]
-) -> None:
+    settings: Settings, video_id: UUID, owner_id: UUID, source: str, probe: ProbeResult, records: list[SceneRecord],
+    lease: Lease | None, version: str,
+) -> RunEnd:
     from pipeline import store
 
     with store.connect(settings) as conn:  # connection trouble arrives as TransientError
-        store.replace_scenes(conn, video_id=video_id, owner_id=owner_id, source=source, probe=probe, scenes=records)
+        return store.replace_scenes(conn, video_id=video_id, owner_id=owner_id, source=source, probe=probe,
+                                    scenes=records, lease=lease, sidecar_version=version)
 
 
 def index_video(
@@ -157,13 +167,18 @@ def index_video(
     source_label: str | None = None,
     write_db: bool = True,
     on_progress: ProgressCallback | None = None,
-    probe_result: ProbeResult | None = None,
+    lease: Lease | None = None,
+    claim_after_probe: Callable[[ProbeResult], Lease | None] | None = None,
 ) -> IndexResult:
     """Index one local video file; publish its sidecar (and DB rows when ``write_db``).
 
+    ``lease``: the claim this run holds (its database write is fenced by it).
+    ``claim_after_probe``: called once the probe accepted the file, returns
+    the lease (``vidx index`` creates the row only for input that probes).
     Raises ``BadInputError`` for unusable input, ``TransientError`` when the
     database is unreachable, other errors otherwise; in every case nothing
-    of this run is left in the sidecar directory or the database.
+    of this run is left in the sidecar directory or the database. A run
+    that lost its lease or was superseded returns with ``outcome`` saying so.
     """
     from pipeline.probe import probe as probe_video
     from pipeline.scenes import detect_scenes
@@ -180,14 +195,17 @@ def index_video(
         return now
 
     t = time.perf_counter()
-    probe = probe_result or probe_video(source, settings)
+    probe = probe_video(source, settings)
     t = lap("probe", t)
     progress("probe", 1.0)
     log.info(
         "video.probed", source=label, duration_s=probe.duration_s, fps=probe.fps,
         width=probe.width, height=probe.height, codec=probe.codec,
     )
+    if claim_after_probe is not None:
+        lease = claim_after_probe(probe) or lease
 
+    outcome = RunEnd.FINISHED
     with open_staging(settings, video_id) as staging:
         records = [
             _best_frame_record(scene, staging, settings)
@@ -209,18 +227,21 @@ def index_video(
                 video_id=video_id, owner_id=owner_id, source=label, probe=probe, scenes=records, timing_ms=timing
             )
         )
-        objects = staging if isinstance(staging, ObjectStaging) else None
-        if objects is not None:
-            objects.publish()  # issue 15: the objects exist before any row points at them
+        staging.publish()  # 1. a complete new version, not yet current
         if write_db:
-            _write_database(settings, video_id, owner_id, label, probe, records)
-            if objects is not None:
-                objects.mark_referenced()
-        sidecar_dir = staging.commit()
+            outcome = _write_database(settings, video_id, owner_id, label, probe, records, lease, staging.version)
+            if outcome is RunEnd.FINISHED:
+                staging.mark_referenced()  # 2. the rows point at it
+        sidecar_dir = staging.version_dir
+        if outcome is RunEnd.FINISHED:
+            sidecar_dir = staging.make_current()  # 3. link swapped, 4. older versions removed
         lap("write", t)
         progress("write", 1.0)
 
-    log.info("video.indexed", scenes=len(records), embedded=embedded, total_ms=round(timing["total_ms"]))
+    if outcome is RunEnd.FINISHED:
+        log.info("video.indexed", scenes=len(records), embedded=embedded, total_ms=round(timing["total_ms"]))
+    else:
+        log.warning("video.not_published", outcome=outcome.value)
     return IndexResult(
         video_id=video_id,
         owner_id=owner_id,
@@ -228,6 +249,8 @@ def index_video(
         probe=probe,
         scenes=records,
         sidecar_dir=sidecar_dir,
-        db_written=write_db,
+        db_written=write_db and outcome is RunEnd.FINISHED,
         timing_ms=timing,
+        outcome=outcome,
+        sidecar_version=staging.version,
     )

@@ -14,6 +14,7 @@ import pytest
 
 from pipeline.indexer import canonical_source, video_id_for
 from tests import badmedia
+from tests.fixtures.media import sidecar_entries
 
 VIDX = [sys.executable, "-c", "from worker.cli import main; main()"]
 OWNER = "22222222-2222-2222-2222-222222222222"
@@ -71,7 +72,7 @@ def test_every_bad_input_is_one_clear_error(
     good = outputs[-1]
     assert len(good["scenes"]) == 3
     # Only the good video's sidecar exists: nothing partial from the bad ones.
-    assert [p.name for p in sidecars.iterdir()] == [good["video_id"]]
+    assert sidecar_entries(sidecars) == [good["video_id"]]
 
 
 def test_bad_input_leaves_nothing_in_database(bad_inputs: dict[str, Path], db_settings, three_scene_video) -> None:

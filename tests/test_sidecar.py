@@ -1,4 +1,4 @@
-"""Sidecar staging: atomic publication, replacement, nothing left on failure."""
+"""Sidecar versions: atomic publication, replacement, nothing left on failure or after a crash's sweep."""
 
 from __future__ import annotations
 
@@ -7,8 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.sidecar import SIDECAR_NAME, SidecarStaging, build_sidecar, read_sidecar, write_json_atomic
+from pipeline.sidecar import (
+    SIDECAR_NAME,
+    SidecarStaging,
+    build_sidecar,
+    current_version,
+    link_current,
+    read_sidecar,
+    sweep_video,
+    version_dir,
+    write_json_atomic,
+)
 from pipeline.types import ProbeResult, SceneRecord
+from tests.fixtures.media import sidecar_entries
 
 
 def _record(i: int) -> SceneRecord:
@@ -36,29 +47,73 @@ def test_build_sidecar_shape() -> None:
     assert doc["timing"]["total_ms"] == 12.3
 
 
-def test_commit_replaces_previous_sidecar(tmp_path: Path) -> None:
+def _publish(root: Path, vid: uuid.UUID, generation: int) -> SidecarStaging:
+    with SidecarStaging(root, vid) as staging:
+        (staging.path / f"gen{generation}.jpg").write_bytes(b"j")
+        staging.write_sidecar({"generation": generation})
+        staging.publish()
+        staging.make_current()
+    return staging
+
+
+def test_publish_replaces_previous_sidecar(tmp_path: Path) -> None:
     vid = uuid.uuid4()
-    for generation in (1, 2):
-        with SidecarStaging(tmp_path, vid) as staging:
-            (staging.path / f"gen{generation}.jpg").write_bytes(b"j")
-            staging.write_sidecar({"generation": generation})
-            staging.commit()
+    first = _publish(tmp_path, vid, 1)
+    second = _publish(tmp_path, vid, 2)
     assert read_sidecar(tmp_path, vid) == {"generation": 2}
     assert sorted(p.name for p in (tmp_path / str(vid)).iterdir()) == ["gen2.jpg", SIDECAR_NAME]
-    assert [p.name for p in tmp_path.iterdir()] == [str(vid)]  # no staging or old dirs left
+    assert current_version(tmp_path, vid) == second.version
+    assert not first.version_dir.exists()  # the older version is removed once the new one is current
+    assert sidecar_entries(tmp_path) == [str(vid)]  # no staging, temp link or old version left
 
 
 def test_failure_leaves_previous_state(tmp_path: Path) -> None:
     vid = uuid.uuid4()
-    with SidecarStaging(tmp_path, vid) as staging:
-        staging.write_sidecar({"generation": 1})
-        staging.commit()
+    _publish(tmp_path, vid, 1)
     with pytest.raises(RuntimeError):
         with SidecarStaging(tmp_path, vid) as staging:
             staging.write_sidecar({"generation": 2})
+            staging.publish()  # published but never referenced nor current: removed on the way out
             raise RuntimeError("boom")
     assert read_sidecar(tmp_path, vid) == {"generation": 1}
-    assert [p.name for p in tmp_path.iterdir()] == [str(vid)]
+    assert sidecar_entries(tmp_path) == [str(vid)]
+
+
+def test_a_pre_versioning_directory_is_replaced(tmp_path: Path) -> None:
+    vid = uuid.uuid4()
+    (tmp_path / str(vid)).mkdir()
+    (tmp_path / str(vid) / SIDECAR_NAME).write_text('{"generation": 0}')
+    _publish(tmp_path, vid, 1)
+    assert read_sidecar(tmp_path, vid) == {"generation": 1}
+    assert sidecar_entries(tmp_path) == [str(vid)]
+
+
+@pytest.mark.parametrize("crash_after", ["staged", "published", "committed", "linked"])
+def test_a_crash_between_publish_steps_leaves_a_complete_state(tmp_path: Path, crash_after: str) -> None:
+    """Each step of a run that dies right after it; then the next worker's sweep.
+
+    The database is modelled by ``db_version`` (what the rows point at).
+    """
+    vid = uuid.uuid4()
+    old = _publish(tmp_path, vid, 1)
+    db_version = old.version
+    staging = SidecarStaging(tmp_path, vid)  # no context manager: a SIGKILL runs no clean-up
+    staging.write_sidecar({"generation": 2})
+    if crash_after != "staged":
+        staging.publish()
+    if crash_after in ("committed", "linked"):
+        db_version = staging.version  # the rows now point at the new version
+    if crash_after == "linked":
+        link_current(tmp_path, vid, staging.version)
+    # What a reader sees right after the crash: a complete old or new sidecar.
+    assert read_sidecar(tmp_path, vid) in ({"generation": 1}, {"generation": 2})
+    assert version_dir(tmp_path, vid, db_version).is_dir()  # the rows' frame paths exist
+
+    sweep_video(tmp_path, vid, db_version)
+    expected = 2 if crash_after in ("committed", "linked") else 1
+    assert read_sidecar(tmp_path, vid) == {"generation": expected}
+    assert current_version(tmp_path, vid) == db_version
+    assert sidecar_entries(tmp_path) == [str(vid)]
 
 
 def test_write_json_atomic_leaves_no_temp_files(tmp_path: Path) -> None:

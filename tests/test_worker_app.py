@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import load_settings
+from pipeline.config import RETRY_BACKOFF_MAX_S, load_settings, recovery_bound_s
 from worker import app as worker_app
 from worker import tasks
 
@@ -29,13 +29,17 @@ def test_delivery_settings(limits_settings) -> None:
 def test_visibility_timeout_outlasts_a_run_and_its_retry_countdown(limits_settings) -> None:
     conf = worker_app.make_app(limits_settings).conf
     visibility = conf.broker_transport_options["visibility_timeout"]
-    assert visibility > limits_settings.task_time_limit_s + worker_app.RETRY_BACKOFF_MAX_S
+    assert visibility > limits_settings.task_time_limit_s + RETRY_BACKOFF_MAX_S
 
 
-def test_reconciler_is_scheduled_for_beat(limits_settings) -> None:
-    schedule = worker_app.make_app(limits_settings).conf.beat_schedule
-    assert schedule["vidx-reconcile"]["task"] == tasks.RECONCILE_TASK
-    assert schedule["vidx-reconcile"]["schedule"] < limits_settings.stale_after_s
+def test_every_worker_runs_the_reconciler_on_a_timer(limits_settings) -> None:
+    celery_app = worker_app.make_app(limits_settings)
+    assert worker_app.Reconciler in celery_app.steps["worker"]
+    assert not celery_app.conf.beat_schedule  # no separate beat service is needed
+
+
+def test_recovery_bound_of_the_shipped_defaults_is_under_two_minutes() -> None:
+    assert recovery_bound_s(load_settings({})) < 120
 
 
 def test_tasks_are_registered() -> None:
@@ -48,9 +52,16 @@ def test_threads_per_child_share_the_cores(concurrency: int, cores: int, expecte
 
 
 def test_backoff_grows_and_is_capped() -> None:
-    first, later = tasks.backoff_s(0), tasks.backoff_s(4)
-    assert 0.5 < first < 2 < later
-    assert tasks.backoff_s(50) <= worker_app.RETRY_BACKOFF_MAX_S * 1.2
+    """Celery's own helper, full jitter: each countdown lies in [0, min(cap, 2**retries)]."""
+    assert all(0 <= tasks.retry_countdown(0) <= 1 for _ in range(20))
+    assert all(0 <= tasks.retry_countdown(4) <= 16 for _ in range(20))
+    assert max(tasks.retry_countdown(50) for _ in range(50)) <= RETRY_BACKOFF_MAX_S
+
+
+def test_busy_video_is_looked_at_again_just_after_the_lease_would_expire() -> None:
+    assert tasks.busy_countdown(10.0) == 11.0
+    assert tasks.busy_countdown(None) == tasks.BUSY_MIN_DELAY_S
+    assert tasks.busy_countdown(10_000.0) == tasks.BUSY_MAX_DELAY_S
 
 
 def test_one_line_reasons() -> None:

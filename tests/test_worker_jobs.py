@@ -1,4 +1,4 @@
-"""pipeline.store.jobs on a real PostgreSQL: claims, attempts, locks, stale jobs."""
+"""pipeline.store.videos on a real PostgreSQL: claims as leases, attempts, generations, the reconciler's scans."""
 
 from __future__ import annotations
 
@@ -9,16 +9,18 @@ import pytest
 
 from pipeline import store
 from pipeline.config import Settings
-from pipeline.store import jobs
-from pipeline.store.jobs import ClaimStatus
+from pipeline.store import videos
+from pipeline.store.videos import ClaimStatus, RunEnd
+from tests.fixtures.database import probe_result, scene_records, unit_vectors
 
 OWNER = uuid.UUID("11111111-1111-1111-1111-111111111111")
+LEASE_S = 30
 
 
 @pytest.fixture
 def video_id(db_conn: psycopg.Connection) -> uuid.UUID:
     vid = uuid.uuid4()
-    store.upsert_video(db_conn, video_id=vid, owner_id=OWNER, source="/videos/a.mp4", status="queued")
+    videos.enqueue_video(db_conn, video_id=vid, owner_id=OWNER, source="/videos/a.mp4")
     return vid
 
 
@@ -34,89 +36,151 @@ def _row(conn: psycopg.Connection, vid: uuid.UUID) -> dict:
     return store.get_video(conn, vid)
 
 
-def test_claim_counts_an_attempt_and_marks_running(db_conn, video_id) -> None:
-    claim = jobs.claim_video(db_conn, video_id, max_attempts=3)
-    assert claim.status is ClaimStatus.CLAIMED
-    assert (claim.owner_id, claim.source, claim.attempts) == (OWNER, "/videos/a.mp4", 1)
+def _claim(conn: psycopg.Connection, vid: uuid.UUID, holder: str = "w1", max_attempts: int = 3) -> videos.Claim:
+    return videos.claim_video(conn, vid, holder=holder, lease_s=LEASE_S, max_attempts=max_attempts)
+
+
+def _expire(conn: psycopg.Connection, vid: uuid.UUID) -> None:
+    """As if the holder stopped renewing its lease a while ago (its worker died)."""
+    conn.execute("UPDATE videos SET lease_expires_at = now() - interval '1 second' WHERE id = %s", (vid,))
+
+
+def test_claim_takes_a_lease_and_counts_an_attempt(db_conn, video_id) -> None:
+    claim = _claim(db_conn, video_id)
+    assert claim.status is ClaimStatus.CLAIMED and claim.lease is not None
+    assert (claim.owner_id, claim.source, claim.attempts, claim.lease.generation) == (OWNER, "/videos/a.mp4", 1, 1)
     row = _row(db_conn, video_id)
-    assert (row["status"], row["attempts"], row["started_at"] is not None) == ("running", 1, True)
+    assert (row["status"], row["attempts"], row["lease_holder"]) == ("running", 1, "w1")
+    assert row["lease_expires_at"] is not None and row["started_at"] is not None
 
 
-def test_second_claim_while_held_is_busy_and_counts_nothing(db_conn, other_conn, video_id) -> None:
-    assert jobs.claim_video(db_conn, video_id, max_attempts=3).status is ClaimStatus.CLAIMED
-    assert jobs.claim_video(other_conn, video_id, max_attempts=3).status is ClaimStatus.BUSY
+def test_a_live_lease_makes_a_second_claim_busy(db_conn, other_conn, video_id) -> None:
+    _claim(db_conn, video_id)
+    busy = _claim(other_conn, video_id, holder="w2")
+    assert busy.status is ClaimStatus.BUSY and busy.lease is None
+    assert 0 < busy.lease_left_s <= LEASE_S
     assert _row(db_conn, video_id)["attempts"] == 1
 
 
-def test_lock_dies_with_its_connection(db_settings, other_conn, video_id) -> None:
-    crashed = store.connect(db_settings)
-    assert jobs.claim_video(crashed, video_id, max_attempts=3).status is ClaimStatus.CLAIMED
-    crashed.close()  # the worker died: PostgreSQL drops its session and its lock
-    claim = jobs.claim_video(other_conn, video_id, max_attempts=3)
+def test_an_expired_lease_is_taken_over_counting_the_attempt(db_conn, other_conn, video_id) -> None:
+    first = _claim(db_conn, video_id).lease
+    _expire(db_conn, video_id)
+    claim = _claim(other_conn, video_id, holder="w2")
     assert (claim.status, claim.attempts) == (ClaimStatus.CLAIMED, 2)
+    # The first run's lease is gone: its renewals and its result change nothing.
+    assert not videos.renew_lease(db_conn, first, LEASE_S)
+    assert videos.finish_failed(db_conn, first, "late") is RunEnd.LOST
+    assert _row(db_conn, video_id)["status"] == "running"
+
+
+def test_renewal_keeps_the_lease_live(db_conn, video_id) -> None:
+    lease = _claim(db_conn, video_id).lease
+    before = _row(db_conn, video_id)["lease_expires_at"]
+    assert videos.renew_lease(db_conn, lease, LEASE_S * 2)
+    assert _row(db_conn, video_id)["lease_expires_at"] > before
 
 
 def test_finished_videos_are_skipped(db_conn, video_id) -> None:
     store.set_video_status(db_conn, video_id, "done")
-    assert jobs.claim_video(db_conn, video_id, max_attempts=3).status is ClaimStatus.DONE
+    assert _claim(db_conn, video_id).status is ClaimStatus.DONE
     store.set_video_status(db_conn, video_id, "failed", error="bad")
-    assert jobs.claim_video(db_conn, video_id, max_attempts=3).status is ClaimStatus.DONE
+    assert _claim(db_conn, video_id).status is ClaimStatus.DONE
     assert _row(db_conn, video_id)["attempts"] == 0
-    assert jobs.try_lock_video(db_conn, video_id)  # a skipped claim leaves the lock free
 
 
 def test_missing_video(db_conn) -> None:
-    assert jobs.claim_video(db_conn, uuid.uuid4(), max_attempts=3).status is ClaimStatus.MISSING
+    assert _claim(db_conn, uuid.uuid4()).status is ClaimStatus.MISSING
 
 
 def test_attempts_exhausted_marks_failed_with_last_error(db_conn, video_id) -> None:
     for attempt in (1, 2):
-        claim = jobs.claim_video(db_conn, video_id, max_attempts=2)
+        claim = _claim(db_conn, video_id, max_attempts=2)
         assert claim.attempts == attempt
-        jobs.mark_retrying(db_conn, video_id, "database unavailable: boom")
-        jobs.unlock_video(db_conn, video_id)
-    claim = jobs.claim_video(db_conn, video_id, max_attempts=2)
+        assert videos.finish_retrying(db_conn, claim.lease, "database unavailable: boom") is RunEnd.FINISHED
+    claim = _claim(db_conn, video_id, max_attempts=2)
     assert claim.status is ClaimStatus.GAVE_UP
     row = _row(db_conn, video_id)
     assert row["status"] == "failed"
     assert row["error"] == "gave up after 2 attempts: retrying: database unavailable: boom"
-    assert row["finished_at"] is not None
+    assert row["finished_at"] is not None and row["lease_holder"] is None
 
 
 def test_progress_and_failure(db_conn, video_id) -> None:
-    jobs.claim_video(db_conn, video_id, max_attempts=3)
-    jobs.set_progress(db_conn, video_id, 0.5)
+    lease = _claim(db_conn, video_id).lease
+    videos.set_progress(db_conn, lease, 0.5)
     assert _row(db_conn, video_id)["progress"] == pytest.approx(0.5)
-    jobs.mark_failed(db_conn, video_id, "not a video")
+    assert videos.finish_failed(db_conn, lease, "not a video") is RunEnd.FINISHED
     row = _row(db_conn, video_id)
-    assert (row["status"], row["error"]) == ("failed", "not a video")
+    assert (row["status"], row["error"], row["lease_holder"]) == ("failed", "not a video", None)
 
 
-def test_mark_failed_never_overrides_done(db_conn, video_id) -> None:
-    store.set_video_status(db_conn, video_id, "done")
-    jobs.mark_failed(db_conn, video_id, "late duplicate failed")
-    assert _row(db_conn, video_id)["status"] == "done"
-
-
-def test_reset_for_enqueue(db_conn, video_id) -> None:
-    jobs.claim_video(db_conn, video_id, max_attempts=3)
-    jobs.mark_failed(db_conn, video_id, "boom")
-    jobs.reset_for_enqueue(db_conn, video_id)
+def test_enqueue_resets_a_finished_video(db_conn, video_id) -> None:
+    lease = _claim(db_conn, video_id).lease
+    videos.finish_failed(db_conn, lease, "boom")
+    assert videos.enqueue_video(db_conn, video_id=video_id, owner_id=OWNER, source="/videos/a.mp4") == 2
     row = _row(db_conn, video_id)
-    assert (row["status"], row["attempts"], row["error"], row["progress"]) == ("queued", 0, None, 0)
+    assert (row["status"], row["attempts"], row["error"], row["progress"], row["generation"]) == (
+        "queued", 0, None, 0, 2)
 
 
-def test_stale_videos_exclude_fresh_finished_and_live(db_conn, other_conn, video_id) -> None:
-    live, done, fresh = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    for vid in (live, done, fresh):
-        store.upsert_video(db_conn, video_id=vid, owner_id=OWNER, source=f"/v/{vid}.mp4")
-    store.set_video_status(db_conn, done, "done")
-    jobs.claim_video(other_conn, live, max_attempts=3)  # a live worker holds it
-    with db_conn.transaction():  # age every row but ``fresh`` (the trigger would stamp now())
+def test_enqueue_of_another_owners_video_is_refused(db_conn, video_id) -> None:
+    from pipeline.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="another owner"):
+        videos.enqueue_video(db_conn, video_id=video_id, owner_id=uuid.uuid4(), source="/videos/a.mp4")
+
+
+def test_reindex_while_running_leaves_the_row_queued_for_the_newer_generation(db_conn, video_id) -> None:
+    lease = _claim(db_conn, video_id).lease
+    assert videos.enqueue_video(db_conn, video_id=video_id, owner_id=OWNER, source="/videos/a.mp4") == 2
+    assert _row(db_conn, video_id)["status"] == "running"  # the live run goes on
+    assert _claim(db_conn, video_id, holder="w2").status is ClaimStatus.BUSY
+    # The older generation finishes: its scenes are not written, the row waits for generation 2.
+    end = store.replace_scenes(db_conn, video_id=video_id, owner_id=OWNER, source="/videos/a.mp4",
+                               probe=probe_result(), scenes=scene_records(unit_vectors(2)), lease=lease)
+    assert end is RunEnd.SUPERSEDED
+    row = _row(db_conn, video_id)
+    assert (row["status"], row["scene_count"], row["lease_holder"]) == ("queued", 0, None)
+    newer = _claim(db_conn, video_id, holder="w2")
+    assert (newer.status, newer.lease.generation) == (ClaimStatus.CLAIMED, 2)
+    end = store.replace_scenes(db_conn, video_id=video_id, owner_id=OWNER, source="/videos/a.mp4",
+                               probe=probe_result(), scenes=scene_records(unit_vectors(3)), lease=newer.lease,
+                               sidecar_version="v2")
+    assert end is RunEnd.FINISHED
+    row = _row(db_conn, video_id)
+    assert (row["status"], row["scene_count"], row["sidecar_version"]) == ("done", 3, "v2")
+
+
+def test_a_superseded_failure_also_leaves_the_row_queued(db_conn, video_id) -> None:
+    lease = _claim(db_conn, video_id).lease
+    videos.enqueue_video(db_conn, video_id=video_id, owner_id=OWNER, source="/videos/a.mp4")
+    assert videos.finish_failed(db_conn, lease, "timed out after 1s") is RunEnd.SUPERSEDED
+    row = _row(db_conn, video_id)
+    assert (row["status"], row["error"]) == ("queued", None)
+
+
+def test_reconciler_requeues_expired_leases_once(db_conn, other_conn, video_id) -> None:
+    live, queued = uuid.uuid4(), uuid.uuid4()
+    for vid in (live, queued):
+        videos.enqueue_video(db_conn, video_id=vid, owner_id=OWNER, source=f"/v/{vid}.mp4")
+    _claim(db_conn, video_id)
+    _claim(other_conn, live, holder="w2")
+    _expire(db_conn, video_id)
+    assert [r["video_id"] for r in videos.requeue_expired(db_conn)] == [video_id]
+    assert videos.requeue_expired(other_conn) == []  # a second reconciler finds nothing left
+    row = _row(db_conn, video_id)
+    assert (row["status"], row["lease_holder"], row["error"]) == (
+        "queued", None, "retrying: worker lost (lease expired)")
+    assert _row(db_conn, live)["status"] == "running"
+
+
+def test_stale_queued_videos_are_reported_once_per_period(db_conn, video_id) -> None:
+    fresh = uuid.uuid4()
+    videos.enqueue_video(db_conn, video_id=fresh, owner_id=OWNER, source="/v/fresh.mp4")
+    with db_conn.transaction():  # age one row (the trigger would stamp now())
         db_conn.execute("ALTER TABLE videos DISABLE TRIGGER videos_touch_updated_at")
-        db_conn.execute("UPDATE videos SET updated_at = now() - interval '1 hour' WHERE id <> %s", (fresh,))
+        db_conn.execute("UPDATE videos SET updated_at = now() - interval '1 hour' WHERE id = %s", (video_id,))
         db_conn.execute("ALTER TABLE videos ENABLE TRIGGER videos_touch_updated_at")
-    stale = jobs.find_stale_videos(db_conn, stale_after_s=60)
+    stale = videos.touch_stale_queued(db_conn, stale_after_s=60)
     assert [row["video_id"] for row in stale] == [video_id]
-    jobs.touch_videos(db_conn, [video_id])
-    assert jobs.find_stale_videos(db_conn, stale_after_s=60) == []
+    assert videos.touch_stale_queued(db_conn, stale_after_s=60) == []

@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from pipeline.config import load_settings, recovery_bound_s
 from tests import videogen
+from tests.fixtures.media import sidecar_entries
 from tests.fixtures.queue import REPO_ROOT, DedicatedPostgres, WorkerPool, run_vidx, wait_for, worker_env
 
 OWNER = uuid.UUID("22222222-2222-2222-2222-222222222222")
@@ -140,23 +143,73 @@ def test_sigkill_of_the_child_mid_video_still_ends_done_once(env, clean_database
     assert row["attempts"] == 2  # the killed attempt counted, then one more
     assert_one_set_of_scenes(env, row)
     sidecars = Path(env["VIDX_SIDECAR_DIR"])
-    assert [p.name for p in sidecars.iterdir()] == [str(vid)]  # no staging leftovers
+    assert sidecar_entries(sidecars) == [str(vid)]  # no staging leftovers
 
 
 def test_whole_worker_killed_a_new_worker_finishes_the_job(env, clean_database_url, workers, long_video) -> None:
-    stale_s = 2
-    env = {**env, "VIDX_STALE_AFTER_S": str(stale_s)}
+    """Shipped lease and reconciler defaults: the video runs again within the recovery bound, not the visibility timeout."""
+    settings = load_settings(env)
+    assert (settings.lease_s, settings.reconcile_interval_s) == (30, 30.0)  # the shipped defaults
     first = workers.start(env, name="first")
     [vid] = enqueue(env, long_video)
     wait_running(clean_database_url, vid)
-    first.kill()  # parent and children: the message stays unacknowledged in Redis
-    wait_for(lambda: videos(clean_database_url, [vid])[vid]["idle_s"] > stale_s + 0.5, timeout=30,
-             what="the job to go stale")
-    workers.start(env, name="second")  # its start-up reconciler requeues the stuck job
+    first.kill()  # parent and children: the message stays unacknowledged in Redis for the visibility timeout
+    killed_at = time.monotonic()
+    workers.start(env, name="second")  # its reconciler requeues the video once the dead run's lease expired
+    bound = recovery_bound_s(settings) + 30  # + start-up of the new worker and pick-up on a loaded machine
+    wait_for(lambda: (videos(clean_database_url, [vid])[vid]["attempts"] == 2), timeout=bound,
+             interval=0.25, what="the video to run again")
+    recovered_s = time.monotonic() - killed_at
+    print(f"\nrecovery after SIGKILL of the whole worker: {recovered_s:.1f}s (bound {recovery_bound_s(settings)}s)")
     row = wait_finished(clean_database_url, [vid], timeout=120)[vid]
     assert (row["status"], row["attempts"]) == ("done", 2)
     assert_one_set_of_scenes(env, row)
-    assert [p.name for p in Path(env["VIDX_SIDECAR_DIR"]).iterdir()] == [str(vid)]  # no staging leftovers
+    assert sidecar_entries(Path(env["VIDX_SIDECAR_DIR"])) == [str(vid)]  # no staging leftovers
+
+
+def test_hard_time_limit_is_retried_not_lost(env, clean_database_url, workers, long_video) -> None:
+    """A child stopped mid-job (SIGSTOP: no soft-limit handler, no heartbeat) is killed by the hard limit;
+    its acknowledged message is gone, yet the lease brings the video back and it is retried."""
+    env = {**env, "VIDX_TASK_SOFT_TIME_LIMIT_S": "40", "VIDX_TASK_TIME_LIMIT_S": "45",
+           "VIDX_LEASE_S": "6", "VIDX_HEARTBEAT_S": "2", "VIDX_RECONCILE_INTERVAL_S": "2"}
+    worker = workers.start(env)
+    [vid] = enqueue(env, long_video)
+    wait_running(clean_database_url, vid)
+    [child] = worker.children()
+    child.suspend()
+    wait_for(lambda: not child.is_running() or child.status() == "zombie", timeout=60, interval=0.25,
+             what="the hard time limit to kill the stopped child")
+    row = wait_finished(clean_database_url, [vid], timeout=120)[vid]
+    assert (row["status"], row["error"], row["attempts"]) == ("done", None, 2)
+    assert_one_set_of_scenes(env, row)
+
+
+def test_reenqueue_while_running_the_newer_generation_wins(env, clean_database_url, workers, long_video,
+                                                           media_dir, tmp_path) -> None:
+    """The file changes while its first index runs; the re-index request is not dropped and its result stays."""
+    source = tmp_path / "changing.mp4"
+    shutil.copy(long_video, source)
+    worker = workers.start(env)
+    [vid] = enqueue(env, source)
+    replacement = videogen.make_cut_video(media_dir / "changed_3.mp4", [25, 25, 25], size=SMALL)
+    wait_running(clean_database_url, vid)
+    [child] = worker.children()
+    child.suspend()  # holds the first run mid-video while the file changes and is enqueued again
+    try:
+        shutil.copy(replacement, tmp_path / "changing.tmp")
+        (tmp_path / "changing.tmp").replace(source)  # the running job keeps reading the old file
+        assert enqueue(env, source) == [vid]
+    finally:
+        child.resume()
+    assert videos(clean_database_url, [vid])[vid]["generation"] == 2
+    row = wait_finished(clean_database_url, [vid], timeout=180)[vid]
+    assert (row["status"], row["error"], row["generation"]) == ("done", None, 2)
+    assert row["scene_count"] == row["distinct_scenes"] == 3  # the new file's scenes, not the old six
+    sidecar = json.loads((Path(env["VIDX_SIDECAR_DIR"]) / str(vid) / "sidecar.json").read_text())
+    assert len(sidecar["scenes"]) == 3
+    events = [r.get("event") for r in json_lines(worker.log_text())]
+    assert "job_not_published" in events  # the older generation's run ended without publishing
+    assert sidecar_entries(Path(env["VIDX_SIDECAR_DIR"])) == [str(vid)]
 
 
 def test_database_down_during_a_job_is_retried_until_it_is_back(

@@ -1,4 +1,4 @@
-"""The Celery app: delivery guarantees, per-child model set-up, logging hooks.
+"""The Celery app: delivery guarantees, the reconciler timer, per-child set-up, logging hooks.
 
 Delivery is at-least-once and made safe by the tasks themselves (claim in
 the database, scenes replaced in one transaction), so the settings here aim
@@ -7,7 +7,12 @@ at never losing a job: a message is acknowledged only after its task ends
 lost), and each child takes one message at a time (prefetch 1). Redis puts
 an unacknowledged message back after the visibility timeout, which must be
 longer than any legitimate run (hard time limit plus the longest retry
-countdown), or a slow job would be duplicated while still running.
+countdown), or a slow job would be duplicated while still running. These
+delivery flags are set here and nowhere else.
+
+A dead run is found by its lease, not by the visibility timeout: every
+worker runs the reconciler on a timer (:class:`Reconciler`, a worker
+bootstep), which requeues videos whose lease expired.
 """
 
 from __future__ import annotations
@@ -15,16 +20,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, bootsteps, signals
 
-from pipeline.config import Settings, broker_url, load_settings
+from pipeline.config import Settings, broker_url, load_settings, redelivery_after_s
+from pipeline.log import get_logger
 from worker.logging import configure_worker_logging
 
 QUEUE = "vidx"
-RETRY_BACKOFF_BASE_S = 1.0
-RETRY_BACKOFF_MAX_S = 300.0
 # Guard against leaks (decoder buffers, torch caches): a child above this
 # resident size is replaced after its current task. CLIP ViT-B-32 on CPU is
 # about 1 GiB resident.
@@ -33,12 +38,48 @@ MAX_MEMORY_PER_CHILD_KIB = 3 * 1024 * 1024
 
 def visibility_timeout_s(settings: Settings) -> int:
     """Longer than any legitimate run: hard limit + longest retry countdown + slack."""
-    return int(settings.task_time_limit_s + RETRY_BACKOFF_MAX_S + 60)
+    return redelivery_after_s(settings)
 
 
-def reconcile_interval_s(settings: Settings) -> float:
-    """How often celery beat (``vidx worker --beat``) runs the reconciler."""
-    return max(10.0, settings.stale_after_s / 2)
+class Reconciler(bootsteps.StartStopStep):
+    """Every worker sweeps leftovers at start, then requeues dead runs every ``VIDX_RECONCILE_INTERVAL_S``.
+
+    It runs on a thread of the worker's main process, not as a task: with
+    every pool child busy on a long video, a queued reconcile task would
+    wait behind them. Reconcilers of several workers take rows with SKIP
+    LOCKED, so they never requeue the same video twice.
+    """
+
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, parent: Any) -> None:
+        self._thread = threading.Thread(target=self._loop, name="vidx-reconciler", daemon=True)
+        self._thread.start()
+
+    def stop(self, parent: Any) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        from worker.tasks import open_job_connection, reconcile, sweep_leftovers
+
+        log = get_logger("vidx.worker")
+        first = True
+        while True:
+            try:
+                with open_job_connection(settings) as conn:
+                    if first:
+                        sweep_leftovers(conn, settings)
+                        first = False
+                    reconcile(conn, settings)
+            except Exception as exc:  # noqa: BLE001 -- database or broker down: try again next tick
+                log.warning("reconcile_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            if self._stop.wait(settings.reconcile_interval_s):
+                return
 
 
 def make_app(settings: Settings) -> Celery:
@@ -52,7 +93,9 @@ def make_app(settings: Settings) -> Celery:
         result_backend=None,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        task_acks_on_failure_or_timeout=True,  # a failed job is recorded in its row; the reconciler covers the rest
+        # A failed job is recorded in its row; a timed-out (killed) one keeps its row running
+        # until its lease expires, then the reconciler requeues it.
+        task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
         task_soft_time_limit=settings.task_soft_time_limit_s,
         task_time_limit=settings.task_time_limit_s,
@@ -62,10 +105,8 @@ def make_app(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         worker_send_task_events=False,
-        beat_schedule={
-            "vidx-reconcile": {"task": "vidx.reconcile", "schedule": reconcile_interval_s(settings)},
-        },
     )
+    celery_app.steps["worker"].add(Reconciler)
     return celery_app
 
 
@@ -144,9 +185,3 @@ def _init_child(**_: Any) -> None:
         index = getattr(current_process(), "index", 0) or 0
         visible = gpus.split(",")
         os.environ["CUDA_VISIBLE_DEVICES"] = visible[index % len(visible)]
-
-
-@signals.worker_ready.connect
-def _reconcile_at_start(sender: Any = None, **_: Any) -> None:
-    """A worker coming up requeues jobs a crash or a lost message left stuck."""
-    app.send_task("vidx.reconcile", queue=QUEUE)

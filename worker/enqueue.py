@@ -1,8 +1,8 @@
 """Queueing videos: one code path for ``vidx enqueue`` and the HTTP API.
 
-Both create (or reset) the video's row as ``queued`` and then publish one
-Celery task per video; the row is committed first so a broker outage leaves
-it for the reconciler rather than losing the request.
+Both create (or reset) the video's row as ``queued``, bumping its
+generation, and then publish one Celery task per video; a broker outage
+marks the row ``failed`` with the reason (nothing waits for a lost message).
 """
 
 from __future__ import annotations
@@ -44,29 +44,32 @@ def enqueue_sources(settings: Settings, sources: Mapping[str, str], owner_id: UU
 
     ``sources`` maps the stored, redacted label to what the worker fetches (the
     full URL, which may hold a signature; it rides only in the task message).
-    Returns ``[{"video_id", "source", "task_id"}]``. A broker that cannot be
-    reached raises :class:`TransientError`; the rows stay queued for the reconciler.
+    Each enqueue bumps the video's generation (a re-index requested while it
+    runs is never dropped). Returns ``[{"video_id", "source", "task_id",
+    "generation"}]``. A broker that cannot be reached raises
+    :class:`TransientError` and marks that video ``failed`` with the reason,
+    so no row waits for a message that was never sent.
     """
     from kombu.exceptions import OperationalError as BrokerError
 
     from pipeline import store
     from pipeline.indexer import video_id_for
-    from pipeline.store import jobs
+    from pipeline.store import videos
     from worker.tasks import send_index_task
 
     rows = []
     with store.connect(settings) as conn:
         for label, raw in sources.items():
             video_id = video_id_for(owner_id, label)
-            store.upsert_video(conn, video_id=video_id, owner_id=owner_id, source=label, status="queued")
-            jobs.reset_for_enqueue(conn, video_id)
-            conn.commit()
+            generation = videos.enqueue_video(conn, video_id=video_id, owner_id=owner_id, source=label)
             try:
                 task_id = send_index_task(video_id, owner_id, fetch_url=raw if raw != label else None)
             except BrokerError as exc:
-                # The row stays queued: the reconciler sends it once the broker is back.
-                raise TransientError(f"broker unavailable ({safe_url(settings.celery_broker_url)}): {exc}") from None
-            rows.append({"video_id": str(video_id), "source": label, "task_id": task_id})
+                # No message carries this request: say so in the row instead of leaving it queued forever.
+                reason = f"enqueue failed: broker unavailable ({safe_url(settings.celery_broker_url)}): {exc}"
+                videos.fail_unclaimed(conn, video_id, reason[:2000])
+                raise TransientError(reason) from None
+            rows.append({"video_id": str(video_id), "source": label, "task_id": task_id, "generation": generation})
     return rows
 
 

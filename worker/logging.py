@@ -64,7 +64,7 @@ def task_ids_of_record(record: logging.LogRecord) -> dict[str, str]:
     if not isinstance(data, dict) or not data.get("id"):
         return {}
     ids = {"task_id": str(data["id"])}
-    if data.get("name") == "vidx.index_video":
+    if data.get("args") or data.get("kwargs"):  # only the index task carries arguments: the video's ids
         args, kwargs = _literal(data.get("args")), _literal(data.get("kwargs"))
         if isinstance(kwargs, dict):
             if kwargs.get("video_id"):

@@ -1,56 +1,78 @@
-"""Celery tasks: index one video by id; requeue jobs left stuck.
+"""Celery tasks: index one video by id; requeue videos whose run died.
 
-A delivery may be a duplicate (redelivery after a crash, a reconciler
+A delivery may be a duplicate (a redelivery after a crash, a reconciler
 requeue, a retry racing a late message), so the task first *claims* the
-video in the database (``pipeline.store.jobs``): a video already finished
-is skipped, one another live worker holds is left to it, and each real
-attempt is counted in the row. Indexing itself replaces the video's scenes
-in one transaction, so a job run twice still leaves exactly one set.
+video: a lease in its row (``pipeline.store.videos``), renewed by a
+heartbeat while the job runs. A finished video is skipped; a video another
+live run holds is re-published with a delay (a re-index request waiting
+for the running generation is never dropped); each real attempt is
+counted in the row. The run's final write is fenced by its lease and
+generation, so a job run twice still leaves exactly one set of scenes and
+the newest generation's result is what remains.
 
-Failures: bad input fails at once with its reason; a transient error
-(database or broker unreachable) and unexpected errors are retried with
-exponential backoff until ``max_attempts`` real attempts were made; a child
-that dies mid-job (crash, OOM, hard time limit) has its message put back by
-Celery and the next claim counts that attempt too.
+Failures: bad input fails at once with its reason; the soft time limit
+fails the video "timed out after Ns"; a transient error (database or broker
+unreachable) and unexpected errors are retried with Celery's exponential
+backoff until ``max_attempts`` real attempts were made. A child that dies
+(crash, OOM, hard time limit) stops renewing its lease; the reconciler,
+which every worker runs on a timer, requeues the video once the lease has
+expired, and the next claim counts that attempt.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import psycopg
 from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.time import get_exponential_backoff_interval
 
-from pipeline.config import Settings
-from pipeline.errors import BadInputError, TransientError, one_line
+from pipeline.config import RETRY_BACKOFF_MAX_S, Settings
+from pipeline.errors import BadInputError, TransientError, one_line, register_always_propagate
+from pipeline.lease import Heartbeat, new_holder
 from pipeline.log import get_logger
 from pipeline.sources import open_source
-from pipeline.store import jobs
-from worker.app import QUEUE, RETRY_BACKOFF_BASE_S, RETRY_BACKOFF_MAX_S, app, worker_settings
+from pipeline.store import videos
+from pipeline.store.videos import ClaimStatus, Lease, RunEnd, VideoStatus
+from worker.app import QUEUE, app, worker_settings
 from worker.logging import bind_owner, bind_task_context, clear_task_context
+
+# The soft time limit must end the job, never be degraded by the pipeline's broad handlers.
+register_always_propagate(SoftTimeLimitExceeded)
 
 log = get_logger("vidx.worker")
 
 INDEX_TASK = "vidx.index_video"
 RECONCILE_TASK = "vidx.reconcile"
+RETRY_BACKOFF_BASE_S = 1  # integers: Celery's full jitter draws with random.randrange
 # When the database cannot even be reached to claim the job, attempts cannot
 # be counted in the row; bound the retries of that phase separately.
 MAX_UNCLAIMED_RETRIES = 30
 PROGRESS_MIN_INTERVAL_S = 1.0
+# A busy video's message comes back just after the other run's lease would expire.
+BUSY_MIN_DELAY_S = 1.0
+BUSY_MAX_DELAY_S = 60.0
 
 
-def backoff_s(retries: int) -> float:
-    """Exponential backoff with jitter: 1, 2, 4, ... seconds, capped."""
-    return min(RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_BASE_S * (2**retries)) * random.uniform(0.8, 1.2)
+def retry_countdown(retries: int) -> float:
+    """Celery's exponential backoff with full jitter: up to 1, 2, 4, ... seconds, capped."""
+    return float(get_exponential_backoff_interval(
+        factor=RETRY_BACKOFF_BASE_S, retries=retries, maximum=int(RETRY_BACKOFF_MAX_S), full_jitter=True,
+    ))
+
+
+def busy_countdown(lease_left_s: float | None) -> float:
+    """When to look again at a video another run holds: right after its lease would expire."""
+    return min(BUSY_MAX_DELAY_S, max(BUSY_MIN_DELAY_S, (lease_left_s or 0.0) + 1.0))
 
 
 def open_job_connection(settings: Settings) -> psycopg.Connection:
-    """An autocommit connection for job bookkeeping (its session holds the video's lock)."""
+    """An autocommit connection for job bookkeeping."""
     from pipeline import store
 
     conn = store.connect(settings)  # connection failures (also during migrations) arrive as TransientError
@@ -61,26 +83,36 @@ def open_job_connection(settings: Settings) -> psycopg.Connection:
 
 
 class _ProgressReporter:
-    """Writes progress to the row at most once a second (and on stage changes)."""
+    """Writes progress to the row at most once a second (and on stage changes); enforces the soft limit.
 
-    def __init__(self, conn: psycopg.Connection, video_id: UUID) -> None:
+    Celery's SoftTimeLimitExceeded is raised asynchronously, wherever the job
+    happens to be: inside a logging handler or a library's ``except
+    Exception`` it can be swallowed. Every progress report (each stage, and
+    often while decoding, always before anything is published) raises it
+    again once the soft deadline has passed, so the limit still ends the job.
+    """
+
+    def __init__(self, conn: psycopg.Connection, lease: Lease, soft_deadline: float) -> None:
         self._conn = conn
-        self._video_id = video_id
+        self._lease = lease
+        self._soft_deadline = soft_deadline
         self._last = 0.0
         self._stage: str | None = None
 
     def __call__(self, fraction: float, stage: str) -> None:
         now = time.monotonic()
+        if now >= self._soft_deadline:
+            raise SoftTimeLimitExceeded()
         if stage == self._stage and now - self._last < PROGRESS_MIN_INTERVAL_S:
             return
         self._last, self._stage = now, stage
         try:
-            jobs.set_progress(self._conn, self._video_id, fraction)
+            videos.set_progress(self._conn, self._lease, fraction)
         except psycopg.Error as exc:  # progress is best effort; the final write decides
             log.warning("progress_not_recorded", error=one_line(exc))
 
 
-@app.task(name=INDEX_TASK, bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
+@app.task(name=INDEX_TASK, bind=True, max_retries=None)
 def index_video_task(
     self: Any, video_id: str, owner_id: str | None = None, fetch_url: str | None = None
 ) -> dict[str, Any]:
@@ -96,79 +128,83 @@ def index_video_task(
     except TransientError as exc:
         if self.request.retries >= MAX_UNCLAIMED_RETRIES:
             log.error("job_abandoned_database_down", error=str(exc), retries=self.request.retries)
-            return {"video_id": str(vid), "outcome": "abandoned"}  # the reconciler requeues it later
-        countdown = backoff_s(self.request.retries)
+            return {"video_id": str(vid), "outcome": "abandoned"}  # the reconciler republishes it later
+        countdown = retry_countdown(self.request.retries)
         log.warning("job_retry", reason=str(exc), countdown_s=round(countdown, 1), phase="claim")
         raise self.retry(countdown=countdown, exc=exc) from exc
     try:
         return _run_job(self, conn, vid, settings, fetch_url)
     finally:
         with suppress(Exception):
-            conn.close()  # also releases the video's advisory lock
+            conn.close()
+
+
+def _claim(task: Any, conn: psycopg.Connection, vid: UUID, settings: Settings) -> videos.Claim:
+    try:
+        return videos.claim_video(conn, vid, holder=new_holder(f"worker:{task.request.hostname}"),
+                                  lease_s=settings.lease_s, max_attempts=settings.max_attempts)
+    except psycopg.OperationalError as exc:
+        countdown = retry_countdown(task.request.retries)
+        log.warning("job_retry", reason=one_line(exc), countdown_s=round(countdown, 1), phase="claim")
+        raise task.retry(countdown=countdown, exc=TransientError(f"database unavailable: {one_line(exc)}")) from exc
 
 
 def _run_job(
     task: Any, conn: psycopg.Connection, vid: UUID, settings: Settings, fetch_url: str | None = None
 ) -> dict[str, Any]:
-    try:
-        claim = jobs.claim_video(conn, vid, max_attempts=settings.max_attempts)
-    except psycopg.OperationalError as exc:
-        countdown = backoff_s(task.request.retries)
-        log.warning("job_retry", reason=one_line(exc), countdown_s=round(countdown, 1), phase="claim")
-        raise task.retry(countdown=countdown, exc=TransientError(f"database unavailable: {one_line(exc)}")) from exc
+    claim = _claim(task, conn, vid, settings)
     if claim.owner_id is not None:
         bind_owner(claim.owner_id)
-    if claim.status is not jobs.ClaimStatus.CLAIMED or claim.source is None or claim.owner_id is None:
-        level = log.error if claim.status is jobs.ClaimStatus.GAVE_UP else log.info
+    if claim.status is ClaimStatus.BUSY:
+        countdown = busy_countdown(claim.lease_left_s)
+        log.info("job_busy_republished", countdown_s=round(countdown, 1))
+        raise task.retry(countdown=countdown)
+    if claim.status is not ClaimStatus.CLAIMED or claim.lease is None or claim.source is None or claim.owner_id is None:
+        level = log.error if claim.status is ClaimStatus.GAVE_UP else log.info
         level("job_skipped", reason=claim.status.value, attempts=claim.attempts, error=claim.error)
         return {"video_id": str(vid), "outcome": claim.status.value}
 
-    log.info("job_started", source=claim.source, attempt=claim.attempts, max_attempts=settings.max_attempts)
+    lease = claim.lease
+    log.info("job_started", source=claim.source, attempt=claim.attempts, max_attempts=settings.max_attempts,
+             generation=lease.generation)
     started = time.monotonic()
     try:
-        from pipeline.indexer import index_video
-        from pipeline.sidecar import remove_abandoned
+        with Heartbeat(lease, settings):
+            sweep_claimed(conn, vid, settings)  # leftovers of a killed attempt
+            with open_source(_fetch_source(claim.source, fetch_url), settings) as path:
+                from pipeline.indexer import index_video
 
-        if claim.attempts > 1 and settings.sidecar_dir is not None:
-            for path in remove_abandoned(settings.sidecar_dir, vid):  # left by a killed attempt
-                log.info("abandoned_staging_removed", path=str(path))
-        if claim.attempts > 1 and settings.storage_url:
-            from pipeline.storage.sweep import sweep_abandoned
-            from pipeline.store.frames import any_frame_path
-
-            for key in sweep_abandoned(settings, vid, any_frame_path(conn, vid)):  # issue 15
-                log.info("abandoned_object_removed", key=key)
-
-        with open_source(_fetch_source(claim.source, fetch_url), settings) as path:
-            result = index_video(
-                path,
-                video_id=vid,
-                owner_id=claim.owner_id,
-                settings=settings,
-                source_label=claim.source,
-                on_progress=_ProgressReporter(conn, vid),
-            )
+                result = index_video(
+                    path,
+                    video_id=vid,
+                    owner_id=claim.owner_id,
+                    settings=settings,
+                    source_label=claim.source,
+                    on_progress=_ProgressReporter(conn, lease, started + settings.task_soft_time_limit_s),
+                    lease=lease,
+                )
     except BadInputError as exc:
-        return _fail(conn, vid, one_line(exc), kind="bad_input")
+        return _fail(conn, lease, one_line(exc), kind="bad_input")
     except SoftTimeLimitExceeded:
-        return _fail(conn, vid, f"timed out after {settings.task_soft_time_limit_s}s", kind="timeout")
+        return _fail(conn, lease, f"timed out after {settings.task_soft_time_limit_s}s", kind="timeout")
     except Exception as exc:
         reason = one_line(exc)
         if claim.attempts >= settings.max_attempts:
-            return _fail(conn, vid, f"failed after {claim.attempts} attempts: {reason}", kind="exhausted")
+            return _fail(conn, lease, f"failed after {claim.attempts} attempts: {reason}", kind="exhausted")
         with suppress(Exception):  # the database may be the thing that is down
-            jobs.mark_retrying(conn, vid, reason)
-        countdown = backoff_s(task.request.retries)
+            videos.finish_retrying(conn, lease, reason)
+        countdown = retry_countdown(claim.attempts - 1)
         log.warning(
             "job_retry", reason=reason, transient=isinstance(exc, TransientError),
             attempt=claim.attempts, countdown_s=round(countdown, 1),
         )
         raise task.retry(countdown=countdown, exc=exc) from exc
-    log.info(
-        "job_done", scenes=len(result.scenes), attempt=claim.attempts,
-        seconds=round(time.monotonic() - started, 2),
-    )
-    return {"video_id": str(vid), "outcome": "done", "scenes": len(result.scenes)}
+    seconds = round(time.monotonic() - started, 2)
+    if result.outcome is not RunEnd.FINISHED:
+        log.warning("job_not_published", outcome=result.outcome.value, attempt=claim.attempts, seconds=seconds)
+        return {"video_id": str(vid), "outcome": result.outcome.value}
+    log.info("job_done", scenes=len(result.scenes), attempt=claim.attempts, seconds=seconds)
+    return {"video_id": str(vid), "outcome": VideoStatus.DONE.value, "scenes": len(result.scenes)}
 
 
 def _fetch_source(stored: str, fetch_url: str | None) -> str:
@@ -180,19 +216,35 @@ def _fetch_source(stored: str, fetch_url: str | None) -> str:
     return stored
 
 
-def _fail(conn: psycopg.Connection, vid: UUID, reason: str, *, kind: str) -> dict[str, Any]:
-    """Final failure: recorded in the row (if the database lets us), never retried."""
-    log.error("job_failed", reason=reason, kind=kind)
+def _fail(conn: psycopg.Connection, lease: Lease, reason: str, *, kind: str) -> dict[str, Any]:
+    """Final failure: recorded in the row (if the database lets us and the run still holds it), never retried."""
     try:
-        jobs.mark_failed(conn, vid, reason)
+        end = videos.finish_failed(conn, lease, reason)
     except psycopg.Error as exc:
         log.error("failure_not_recorded", error=one_line(exc))
-    return {"video_id": str(vid), "outcome": "failed", "error": reason}
+        end = None
+    log.error("job_failed", reason=reason, kind=kind, recorded=end.value if end else None)
+    return {"video_id": str(lease.video_id), "outcome": VideoStatus.FAILED.value, "error": reason}
 
 
-@app.task(name=RECONCILE_TASK, acks_late=True)
+def sweep_claimed(conn: psycopg.Connection, vid: UUID, settings: Settings) -> None:
+    """Remove a killed run's leftovers for a video this run now holds (local directory and object storage)."""
+    from pipeline.sidecar import sweep_video
+    from pipeline.storage.sweep import sweep_abandoned
+
+    version = videos.sidecar_versions(conn, [vid]).get(vid)
+    for path in sweep_video(settings.sidecar_dir, vid, version):
+        log.info("leftover_removed", path=str(path))
+    for key in sweep_abandoned(settings, vid, version):  # issue 15: versions no row or pointer references
+        log.info("leftover_object_removed", key=key)
+
+
+# --- reconciler -----------------------------------------------------------------
+
+
+@app.task(name=RECONCILE_TASK)
 def reconcile_task() -> dict[str, Any]:
-    """Requeue videos stuck in queued/running with no live worker (lost message, crash)."""
+    """Requeue videos whose lease expired or whose message was lost (also run on a timer by every worker)."""
     settings = worker_settings()
     try:
         conn = open_job_connection(settings)
@@ -205,16 +257,46 @@ def reconcile_task() -> dict[str, Any]:
 
 
 def reconcile(conn: psycopg.Connection, settings: Settings) -> list[UUID]:
-    """Send a fresh task for every stale video; duplicates are harmless (claims)."""
-    stale = jobs.find_stale_videos(conn, stale_after_s=settings.stale_after_s)
+    """Send a fresh task for every video whose run died or whose message was lost; duplicates are harmless."""
     sent: list[UUID] = []
-    for row in stale:
-        send_index_task(row["video_id"], row["owner_id"])
-        sent.append(row["video_id"])
-    jobs.touch_videos(conn, sent)
-    if sent:
-        log.warning("reconcile_requeued", count=len(sent), video_ids=[str(v) for v in sent])
+    for reason, rows in (
+        ("lease_expired", videos.requeue_expired(conn)),
+        ("queued_stale", videos.touch_stale_queued(conn, stale_after_s=settings.stale_after_s)),
+    ):
+        for row in rows:
+            send_index_task(row["video_id"], row["owner_id"])
+            sent.append(row["video_id"])
+        if rows:
+            log.warning("reconcile_requeued", reason=reason, count=len(rows),
+                        video_ids=[str(r["video_id"]) for r in rows])
     return sent
+
+
+def sweep_leftovers(conn: psycopg.Connection, settings: Settings) -> list[Path]:
+    """At worker start: remove what killed runs left in the sidecar directory and in downloads.
+
+    A video's leftovers go only when no run holds a live lease on it;
+    leftovers of a video with no row at all (``vidx index --no-db``) only once
+    older than the hard time limit, which no live run outlasts; download
+    directories once their process is gone (pipeline.sources).
+    """
+    from pipeline.sidecar import leftover_video_ids, sweep_video
+    from pipeline.sources import sweep_abandoned_downloads
+
+    removed: list[Path] = []
+    found = leftover_video_ids(settings.sidecar_dir)
+    if found:
+        ids = list(found)
+        live = videos.live_leases(conn, ids)
+        known = videos.sidecar_versions(conn, ids)
+        for vid, age_s in found.items():
+            if vid in live or (vid not in known and age_s < settings.task_time_limit_s):
+                continue
+            removed += sweep_video(settings.sidecar_dir, vid, known.get(vid))
+    removed += sweep_abandoned_downloads()
+    if removed:
+        log.info("leftovers_swept", count=len(removed), paths=[str(p) for p in removed[:20]])
+    return removed
 
 
 def send_index_task(video_id: UUID, owner_id: UUID, fetch_url: str | None = None) -> str:
@@ -266,7 +348,7 @@ REEMBED_TASK = "vidx.reembed_video"
 MAX_REEMBED_RETRIES = 5
 
 
-@app.task(name=REEMBED_TASK, bind=True, max_retries=MAX_REEMBED_RETRIES, acks_late=True, reject_on_worker_lost=True)
+@app.task(name=REEMBED_TASK, bind=True, max_retries=MAX_REEMBED_RETRIES)  # delivery flags: worker/app.py
 def reembed_video_task(self: Any, video_id: str) -> dict[str, Any]:
     """Re-embed one video's stored frames with this worker's model (idempotent: a duplicate does nothing)."""
     from pipeline.clip.errors import ClipUnavailableError
@@ -281,7 +363,7 @@ def reembed_video_task(self: Any, video_id: str) -> dict[str, Any]:
         if self.request.retries >= MAX_REEMBED_RETRIES:
             log.error("reembed_failed", reason=one_line(exc))
             return {"video_id": str(vid), "outcome": "failed", "error": one_line(exc)}
-        countdown = backoff_s(self.request.retries)
+        countdown = retry_countdown(self.request.retries)
         log.warning("reembed_retry", reason=one_line(exc), countdown_s=round(countdown, 1))
         raise self.retry(countdown=countdown, exc=exc) from exc
     outcome = "skipped" if result.skipped else "done"

@@ -43,7 +43,7 @@ from pipeline.clip.model import ClipModel
 from pipeline.clip.preprocess import ImageReadError, to_tensor
 from pipeline.clip.singleton import configured_device, discard_hung_model, get_model
 from pipeline.config import Settings
-from pipeline.errors import first_line
+from pipeline.errors import always_propagate, first_line
 from pipeline.log import get_logger
 from pipeline.types import EMBEDDING_DIM, EmbeddingResult
 
@@ -83,6 +83,8 @@ class _Embedding:
                 chunk = list(range(start, min(len(self.frames), start + self.batch_size)))
                 try:
                     self._embed_chunk(chunk)
+                except always_propagate():  # e.g. the task's soft time limit: the job ends, not the scene
+                    raise
                 except Exception as exc:  # last resort: a bug here must not fail the video
                     log.exception("clip_embedding_failed", scenes=len(chunk))
                     for i in chunk:
@@ -108,6 +110,8 @@ class _Embedding:
                 items.append((i, to_tensor(self.frames[i].path, model.transform, max_side, model.interpolation)))
             except ImageReadError as exc:
                 self._fail(i, f"{IMAGE_READ_PREFIX}{exc}", model)
+            except always_propagate():
+                raise
             except Exception as exc:  # noqa: BLE001 -- e.g. a transform refusing an odd image: still this frame's problem
                 self._fail(i, f"{IMAGE_READ_PREFIX}{type(exc).__name__}: {first_line(exc)}", model)
         if items:
@@ -128,6 +132,8 @@ class _Embedding:
             for i, _ in items:
                 self._fail(i, self.timeout_error, model)
             return
+        except always_propagate():
+            raise
         except Exception as exc:  # noqa: BLE001 -- e.g. out of memory on CPU: the scenes degrade, the video goes on
             log.error("clip_inference_failed", scenes=len(items), error=str(exc)[:300])
             for i, _ in items:

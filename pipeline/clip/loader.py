@@ -26,7 +26,7 @@ from pipeline.clip.model import ClipModel
 from pipeline.clip.runner import InferenceThread
 from pipeline.clip.weights_source import check_weights_available
 from pipeline.config import Settings
-from pipeline.errors import first_line
+from pipeline.errors import always_propagate, first_line
 from pipeline.log import get_logger
 from pipeline.types import EMBEDDING_DIM
 
@@ -96,6 +96,8 @@ def load_clip(settings: Settings, device: str | None = None, *, text: bool = Tru
     try:
         return _load(settings, device, text)
     except ClipUnavailableError:
+        raise
+    except always_propagate():  # e.g. a soft time limit: not a load failure, so never cached as one
         raise
     except Exception as exc:  # open_clip/torch raise many types; the reason is what matters
         raise ClipUnavailableError(f"{MODEL_LOAD_PREFIX}{type(exc).__name__}: {first_line(exc)}") from exc

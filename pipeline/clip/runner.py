@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -24,6 +25,19 @@ from pipeline.clip.memory import share_one_malloc_arena
 # it was submitted; if it is still not back, the thread counts as hung.
 HANG_FACTOR = 5.0
 
+# Every live inference thread, so the process can tell at exit whether a pass is still inside torch.
+_threads: weakref.WeakSet[InferenceThread] = weakref.WeakSet()
+
+
+def pass_in_progress() -> bool:
+    """True while some inference thread is inside a forward pass (e.g. one abandoned after a timeout).
+
+    Interpreter shutdown with such a thread still in torch aborts the process
+    ("terminate called without an active exception", exit 134); callers that
+    end the process then leave with ``os._exit`` instead.
+    """
+    return any(thread.busy for thread in list(_threads))
+
 
 class InferenceThread:
     """Runs callables on one daemon thread; ``run`` waits with a deadline."""
@@ -31,9 +45,11 @@ class InferenceThread:
     def __init__(self, name: str) -> None:
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.hung = False
+        self.busy = False
         share_one_malloc_arena()  # before the thread exists, so it gets no arena of its own
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
+        _threads.add(self)
 
     def _loop(self) -> None:
         while True:
@@ -43,10 +59,13 @@ class InferenceThread:
             fn, future = job
             if not future.set_running_or_notify_cancel():
                 continue
+            self.busy = True
             try:
                 future.set_result(fn())
             except BaseException as exc:  # noqa: BLE001 -- delivered to the caller, who decides
                 future.set_exception(exc)
+            finally:
+                self.busy = False
 
     def run(self, fn: Callable[[], Any], timeout_s: float) -> Any:
         """``fn()`` on the inference thread, back within ``timeout_s`` of now.

@@ -18,22 +18,17 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from pipeline.sidecar import new_version  # one home for version names, local and object alike
 from pipeline.storage.location import CURRENT_NAME
 from pipeline.storage.s3 import S3Store
 
 SIDECAR_NAME = "sidecar.json"
 STAGING_PREFIX = ".staging-"
 _CONTENT_TYPES = {".jpg": "image/jpeg", ".json": "application/json"}
-
-
-def new_version() -> str:
-    """A version name that sorts by creation time and never repeats."""
-    return f"{time.time_ns():x}{uuid.uuid4().hex[:6]}"
 
 
 def video_prefix(store: S3Store, video_id: UUID) -> str:
@@ -140,7 +135,8 @@ class ObjectStaging:
         return self.store.location.url(self._key(name))
 
     @property
-    def version_url(self) -> str:
+    def version_dir(self) -> str:
+        """The ``s3://`` URL of this run's version (the local staging's ``version_dir``)."""
         return self.store.location.url(self.store.location.key(str(self.video_id), self.version))
 
     def write_sidecar(self, document: dict[str, Any]) -> Path:
@@ -157,7 +153,7 @@ class ObjectStaging:
             self._uploaded.append(key)
             self.store.put(key, path.read_bytes(), _CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
         self._published = True
-        return self.version_url
+        return self.version_dir
 
     def mark_referenced(self) -> None:
         """Step 2 happened: the database points at this version, so it must never be discarded."""
@@ -171,7 +167,7 @@ class ObjectStaging:
         self._current = True
         shutil.rmtree(self.path, ignore_errors=True)
         remove_versions(self.store, self.video_id, keep={self.version})
-        return self.version_url
+        return self.version_dir
 
     def commit(self) -> str:
         """Publish (when not yet) and make current: the local staging's one-call API."""

@@ -15,7 +15,14 @@ from pipeline.store.migrations import migrate
 from pipeline.store.scenes import replace_scenes
 from pipeline.store.search import search_by_embedding, search_similar
 from pipeline.store.stats import stats
-from pipeline.store.videos import STATUSES, get_video, list_videos, set_video_status, upsert_video
+from pipeline.store.videos import (
+    STATUSES,
+    VideoStatus,
+    get_video,
+    list_videos,
+    set_video_status,
+    upsert_video,
+)
 from pipeline.types import EMBEDDING_DIM
 
 __all__ = [
@@ -35,4 +42,5 @@ __all__ = [
     "set_video_status",
     "stats",
     "upsert_video",
+    "VideoStatus",
 ]

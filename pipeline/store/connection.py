@@ -102,7 +102,9 @@ def ensure_pgvector(conn: psycopg.Connection) -> str:
 def open_connection(url: str, *, autocommit: bool = True) -> psycopg.Connection:
     """A raw connection (no schema check); connection failures become TransientError."""
     try:
-        return psycopg.connect(url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S)
+        # No server-side prepared statements: behind a transaction-mode pooler (PgBouncer
+        # before 1.21, Supabase, Neon) the next statement may reach another server session.
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S, prepare_threshold=None)
     except psycopg.OperationalError as exc:
         raise TransientError(f"cannot connect to PostgreSQL ({redact(url)}): {first_line(exc)}") from exc
     except psycopg.ProgrammingError as exc:
@@ -144,11 +146,6 @@ def _prepare_schema(conn: psycopg.Connection) -> list[str]:
     if not conn.autocommit:
         conn.commit()
     return migrate(conn)
-
-
-def forget_migrated() -> None:
-    """Forget which URLs were migrated in this process (tests that drop databases)."""
-    _migrated_urls.clear()
 
 
 __all__ = [

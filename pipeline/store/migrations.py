@@ -1,7 +1,7 @@
 """Plain numbered SQL migrations (``infra/migrations/NNN_name.sql``), applied in order.
 
-Each file runs in its own transaction and is recorded in ``schema_migrations``;
-an advisory lock serialises concurrent migrators (several workers starting at
+Each file runs in its own savepoint and is recorded in ``schema_migrations``;
+a transaction-level advisory lock (pooler-safe) serialises concurrent migrators (several workers starting at
 once), and applied files are skipped, so running it again is harmless.
 """
 
@@ -89,20 +89,24 @@ def migrate(conn: psycopg.Connection, directory: Path | None = None) -> list[str
 
 
 def _migrate(conn: psycopg.Connection, directory: Path | None) -> list[str]:
+    """All pending files in one transaction under a transaction-level lock (pooler-safe), each in a savepoint.
+
+    A failing file is rolled back alone: the files applied before it stay applied.
+    """
     pending_all = discover(directory)
-    conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
-    try:
-        with conn.transaction():
-            conn.execute(
-                """
-                CREATE TABLE IF NOT EXISTS schema_migrations (
-                    name        text PRIMARY KEY,
-                    applied_at  timestamptz NOT NULL DEFAULT now()
-                )
-                """
+    now_applied: list[str] = []
+    failure: tuple[Migration, psycopg.Error] | None = None
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+        conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                name        text PRIMARY KEY,
+                applied_at  timestamptz NOT NULL DEFAULT now()
             )
+            """
+        )
         done = set(applied(conn))
-        now_applied: list[str] = []
         for migration in pending_all:
             if migration.name in done:
                 continue
@@ -111,10 +115,12 @@ def _migrate(conn: psycopg.Connection, directory: Path | None) -> list[str]:
                     conn.execute(migration.sql())
                     conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (migration.name,))
             except psycopg.Error as exc:
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise ProcessingError(f"migration {migration.name} failed: {first}") from exc
+                failure = (migration, exc)
+                break
             log.info("migration_applied", name=migration.name)
             now_applied.append(migration.name)
-        return now_applied
-    finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+    if failure is not None:
+        failed, error = failure
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ProcessingError(f"migration {failed.name} failed: {first}") from error
+    return now_applied

@@ -12,6 +12,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from pipeline.errors import BadInputError, ProcessingError
+from pipeline.store import videos
+from pipeline.store.videos import Lease, RunEnd
 from pipeline.types import EMBEDDING_DIM, ProbeResult, SceneRecord
 
 # Column and binary COPY type of each value _rows() yields, in order. Binary COPY
@@ -100,13 +102,18 @@ def replace_scenes(
     source: str,
     probe: ProbeResult,
     scenes: list[SceneRecord],
-) -> None:
-    """Make ``scenes`` the video's scenes, atomically.
+    lease: Lease | None = None,
+    sidecar_version: str | None = None,
+) -> RunEnd:
+    """Make ``scenes`` the video's scenes and mark it ``done``, atomically.
 
-    One transaction: upsert the video row (probe columns, status ``done``,
-    progress 1.0, error NULL), delete its old scenes, COPY the new ones in.
-    Readers see the old scenes or the new ones, never a mix; re-indexing
-    never duplicates. A video id held by another owner is refused.
+    One transaction: the row's ``done`` transition (``pipeline.store.videos``),
+    then delete its old scenes and COPY the new ones in. Readers see the old
+    scenes or the new ones, never a mix; re-indexing never duplicates. With a
+    ``lease`` the write is fenced: a run that lost its lease or was superseded
+    by a newer generation writes no scenes (the outcome says which). Without
+    one (tools, tests) the row is created or overwritten. A video id held by
+    another owner is refused.
     """
     rows = list(_rows(video_id, owner_id, scenes))  # validate before touching the database
     probe_values = {
@@ -119,24 +126,14 @@ def replace_scenes(
         "rotation": probe.rotation,
     }
     with conn.transaction():
-        row = conn.execute(
-            """
-            INSERT INTO videos (id, owner_id, source, status, progress, error, duration_s, fps, frame_count,
-                                width, height, codec, rotation, started_at, finished_at)
-            VALUES (%(id)s, %(owner)s, %(source)s, 'done', 1.0, NULL, %(duration_s)s, %(fps)s, %(frame_count)s,
-                    %(width)s, %(height)s, %(codec)s, %(rotation)s, now(), now())
-            ON CONFLICT (id) DO UPDATE
-               SET source = EXCLUDED.source, status = 'done', progress = 1.0, error = NULL,
-                   duration_s = EXCLUDED.duration_s, fps = EXCLUDED.fps, frame_count = EXCLUDED.frame_count,
-                   width = EXCLUDED.width, height = EXCLUDED.height, codec = EXCLUDED.codec,
-                   rotation = EXCLUDED.rotation, finished_at = now()
-             WHERE videos.owner_id = EXCLUDED.owner_id
-            RETURNING id
-            """,
-            {"id": video_id, "owner": owner_id, "source": source, **probe_values},
-        ).fetchone()
-        if row is None:
-            raise BadInputError(f"video {video_id} already exists for another owner")
+        if lease is None:
+            videos.write_done_unleased(conn, video_id=video_id, owner_id=owner_id, source=source,
+                                       probe_values=probe_values, sidecar_version=sidecar_version)
+            outcome = RunEnd.FINISHED
+        else:
+            outcome = videos.finish_done(conn, lease, probe_values, sidecar_version)
+        if outcome is not RunEnd.FINISHED:
+            return outcome
         conn.execute("DELETE FROM scenes WHERE video_id = %s", (video_id,))
         if rows:
             with conn.cursor() as cur:
@@ -144,3 +141,10 @@ def replace_scenes(
                     copy.set_types([kind for _, kind in _COPY_COLUMNS])
                     for values in rows:
                         copy.write_row(values)
+    return outcome
+
+
+def scene_ids(conn: psycopg.Connection, video_id: UUID) -> dict[int, UUID]:
+    """Scene index -> scene id of a video's stored scenes (ids are made by the database)."""
+    rows = conn.execute("SELECT scene_index, id FROM scenes WHERE video_id = %s", (video_id,)).fetchall()
+    return {int(index): scene_id for index, scene_id in rows}

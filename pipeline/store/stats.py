@@ -9,6 +9,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pipeline.clip.errors import TIMEOUT_PREFIX
+from pipeline.store.videos import status_counts
 
 # One aggregate, used overall and grouped by owner.
 _FIGURES = """
@@ -41,16 +42,7 @@ def stats(conn: psycopg.Connection, *, owner_id: UUID | None = None) -> dict[str
             f"SELECT s.owner_id, {_FIGURES} FROM scenes s {where} GROUP BY s.owner_id ORDER BY count(*) DESC, s.owner_id",
             params,
         ).fetchall()
-        video_rows = cur.execute(
-            """
-            SELECT v.status, count(*) AS n FROM videos v
-             WHERE %(owner)s::uuid IS NULL OR v.owner_id = %(owner)s
-             GROUP BY v.status
-            """,
-            params,
-        ).fetchall()
-    videos = {status: 0 for status in ("queued", "running", "done", "failed")}
-    videos.update({row["status"]: row["n"] for row in video_rows})
+    videos = status_counts(conn, owner_id)
     from pipeline.store.model_coverage import model_coverage  # issue 14: coverage per embedding model
 
     return {"overall": overall, "per_owner": per_owner, "videos": videos,

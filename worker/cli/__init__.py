@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import click
 
-from worker.cli import (
-    db_cmds,
-    index_cmd,
-    queue_cmds,
-    understand_cmds,  # issue 14: show, sheet, reembed
-)
+from worker.cli import db_cmds, index_cmd, queue_cmds, serve_cmds, understand_cmds
+from worker.cli.common import EXIT_FAILURE, exit_process
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,11 +14,15 @@ def cli() -> None:
     """vidx: index videos into scenes, best frames and CLIP embeddings; search them."""
 
 
-for module in (index_cmd, db_cmds, queue_cmds):
+for module in (index_cmd, db_cmds, queue_cmds, understand_cmds, serve_cmds):
     module.register(cli)
-understand_cmds.register(cli)
-__import__("worker.cli.serve_cmds", fromlist=["register"]).register(cli)  # vidx serve, vidx apikey (issue 16)
 
 
 def main() -> None:
-    cli(prog_name="vidx")
+    """Run ``vidx``; every exit, even after an abandoned CLIP pass, carries the command's code."""
+    try:
+        cli(prog_name="vidx")
+    except SystemExit as exc:
+        code = exc.code
+        exit_process(code if isinstance(code, int) else (0 if code is None else EXIT_FAILURE))
+    exit_process(0)

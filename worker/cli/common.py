@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import uuid
 from collections.abc import Callable
@@ -22,6 +23,24 @@ EXIT_USAGE = 2
 DEFAULT_OWNER = uuid.UUID("00000000-0000-0000-0000-000000000000")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def exit_process(code: int) -> NoReturn:
+    """Exit with ``code``, also when an abandoned CLIP forward pass is still running.
+
+    Interpreter shutdown with a thread inside torch aborts the process (exit
+    134, "terminate called without an active exception"); in that case the
+    output is flushed and the process leaves at once with its real code.
+    """
+    runner = sys.modules.get("pipeline.clip.runner")  # never import torch just to ask
+    if runner is not None and runner.pass_in_progress():
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
 
 
 def fail(message: str, code: int) -> NoReturn:

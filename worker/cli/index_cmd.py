@@ -4,20 +4,36 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import click
 
 from pipeline.config import Settings
-from pipeline.errors import BadInputError, VidxError, one_line
+from pipeline.errors import BadInputError, ProcessingError, VidxError, one_line
 from pipeline.indexer import IndexResult, canonical_source, index_video, video_id_for
+from pipeline.lease import Heartbeat, new_holder
 from pipeline.log import get_logger
-from worker.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, get_settings, handle_errors, owner_option, print_json
+from pipeline.store.videos import Lease, RunEnd
+from pipeline.types import ProbeResult
+from worker.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    exit_process,
+    get_settings,
+    handle_errors,
+    owner_option,
+    print_json,
+)
+
+if TYPE_CHECKING:
+    import psycopg
 
 
-def summarize(result: IndexResult) -> dict[str, Any]:
+def summarize(result: IndexResult, scene_ids: dict[int, UUID] | None = None) -> dict[str, Any]:
     """The ``--json`` view of one indexed video (embeddings left out: see the sidecar)."""
+    scene_ids = scene_ids or {}
     return {
         "video_id": str(result.video_id),
         "owner_id": str(result.owner_id),
@@ -27,6 +43,7 @@ def summarize(result: IndexResult) -> dict[str, Any]:
         "probe": result.probe.to_json(),
         "scenes": [
             {
+                "scene_id": str(scene_ids[s.scene_index]) if s.scene_index in scene_ids else None,
                 "index": s.scene_index,
                 "start_s": round(s.start_s, 3),
                 "end_s": round(s.end_s, 3),
@@ -44,19 +61,22 @@ def summarize(result: IndexResult) -> dict[str, Any]:
     }
 
 
-def print_table(result: IndexResult) -> None:
-    """Human-readable scene table for one video."""
+def print_table(result: IndexResult, scene_ids: dict[int, UUID] | None = None) -> None:
+    """Human-readable scene table for one video (scene ids when the database has them)."""
+    scene_ids = scene_ids or {}
     embedded = sum(s.embedding is not None for s in result.scenes)
     click.echo(
         f"{result.source}\n  video {result.video_id}  {len(result.scenes)} scenes, "
         f"{embedded} embedded, {result.timing_ms.get('total_ms', 0) / 1000:.1f}s  -> {result.sidecar_dir}"
     )
-    click.echo(f"  {'scene':>5}  {'start':>9}  {'end':>9}  {'best@':>9}  {'quality':>7}  embedding")
+    id_header = f"  {'scene id':<36}" if scene_ids else ""
+    click.echo(f"  {'scene':>5}  {'start':>9}  {'end':>9}  {'best@':>9}  {'quality':>7}{id_header}  embedding")
     for s in result.scenes:
         status = "ok" if s.embedding is not None else (s.visual_clip_metadata.get("error") or "none")
+        scene_id = f"  {str(scene_ids.get(s.scene_index, '-')):<36}" if scene_ids else ""
         click.echo(
             f"  {s.scene_index:>5}  {s.start_s:>9.2f}  {s.end_s:>9.2f}  {s.best_time_s:>9.2f}  "
-            f"{s.frame_quality.get('quality_score', 0.0):>7.3f}  {status}"
+            f"{s.frame_quality.get('quality_score', 0.0):>7.3f}{scene_id}  {status}"
         )
 
 
@@ -83,41 +103,94 @@ class _ProgressBar:
             self._bar.__exit__(None, None, None)
 
 
-def _index_one(path: str, owner: UUID, settings: Settings, write_db: bool) -> IndexResult:
-    """Probe first (bad input: no DB row at all), then track the run in the videos table."""
-    from pipeline.probe import probe
+class _LocalRun:
+    """``vidx index``'s claim on the video row: created only once the probe accepted the file.
 
+    The same transitions as a queued job (``pipeline.store.videos``): a new
+    generation, a lease renewed by a heartbeat, an attempt counted, a fenced end.
+    """
+
+    def __init__(self, settings: Settings, video_id: UUID, owner: UUID, label: str) -> None:
+        self.settings, self.video_id, self.owner, self.label = settings, video_id, owner, label
+        self.conn: psycopg.Connection | None = None
+        self.lease: Lease | None = None
+        self._heartbeat: Heartbeat | None = None
+
+    def claim(self, _probe: ProbeResult) -> Lease:
+        from pipeline import store
+        from pipeline.store import videos
+
+        self.conn = store.connect(self.settings)
+        if videos.live_leases(self.conn, [self.video_id]):  # before bumping: a worker's run must not be superseded
+            raise ProcessingError(f"{self.label}: video {self.video_id} is being indexed elsewhere (lease held)")
+        videos.enqueue_video(self.conn, video_id=self.video_id, owner_id=self.owner, source=self.label)
+        claim = videos.claim_video(self.conn, self.video_id, holder=new_holder("cli"),
+                                   lease_s=self.settings.lease_s, max_attempts=max(1, self.settings.max_attempts))
+        if claim.lease is None:
+            raise ProcessingError(f"{self.label}: video {self.video_id} is being indexed elsewhere ({claim.status})")
+        self.lease = claim.lease
+        self._heartbeat = Heartbeat(claim.lease, self.settings).__enter__()
+        return claim.lease
+
+    def progress(self, fraction: float) -> None:
+        from pipeline.store import videos
+
+        if self.conn is not None and self.lease is not None:
+            videos.set_progress(self.conn, self.lease, fraction)
+
+    def fail(self, reason: str) -> None:
+        from pipeline.store import videos
+
+        if self.conn is not None and self.lease is not None:
+            videos.finish_failed(self.conn, self.lease, reason[:2000])
+
+    def scene_ids(self) -> dict[int, UUID]:
+        from pipeline.store.scenes import scene_ids
+
+        return scene_ids(self.conn, self.video_id) if self.conn is not None else {}
+
+    def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.__exit__(None, None, None)
+        if self.conn is not None:
+            self.conn.close()
+
+
+def _index_one(path: str, owner: UUID, settings: Settings, write_db: bool) -> tuple[IndexResult, dict[int, UUID]]:
+    """Index one file; with the database, track the run in its video row (bad input at probe: no row)."""
     source = Path(path)
     label = canonical_source(path)
     video_id = video_id_for(owner, label)
-    probe_result = probe(source, settings)
-    from pipeline import store
-
-    conn = None
-    if write_db:
-        conn = store.connect(settings)
-        store.upsert_video(conn, video_id=video_id, owner_id=owner, source=label, status="running")
+    run = _LocalRun(settings, video_id, owner, label) if write_db else None
     bar = _ProgressBar(Path(path).name[:30])
+
+    def on_progress(fraction: float, stage: str) -> None:
+        bar(fraction, stage)
+        if run is not None and stage != "probe":
+            run.progress(fraction)
+
     try:
-        return index_video(
+        result = index_video(
             source,
             video_id=video_id,
             owner_id=owner,
             settings=settings,
             source_label=label,
             write_db=write_db,
-            on_progress=bar,
-            probe_result=probe_result,
+            on_progress=on_progress,
+            claim_after_probe=run.claim if run is not None else None,
         )
+        if result.outcome is not RunEnd.FINISHED:
+            raise ProcessingError(f"{label}: not published ({result.outcome}): the video was re-enqueued meanwhile")
+        return result, run.scene_ids() if run is not None else {}
     except BaseException as exc:
-        if conn is not None:
-            reason = str(exc) if isinstance(exc, VidxError) else f"{type(exc).__name__}: {exc}"
-            store.set_video_status(conn, video_id, "failed", error=reason[:2000])
+        if run is not None:
+            run.fail(str(exc) if isinstance(exc, VidxError) else f"{type(exc).__name__}: {exc}")
         raise
     finally:
         bar.close()
-        if conn is not None:
-            conn.close()
+        if run is not None:
+            run.close()
 
 
 @click.command("index")
@@ -141,7 +214,7 @@ def index_command(paths: tuple[str, ...], owner: UUID, sidecar_dir: Path | None,
     exit_code = EXIT_OK
     for path in paths:
         try:
-            result = _index_one(path, owner, settings, write_db=not no_db)
+            result, scene_ids = _index_one(path, owner, settings, write_db=not no_db)
         except BadInputError as exc:
             exit_code = max(exit_code, EXIT_USAGE)
             click.echo(f"vidx: error: {exc}", err=True)
@@ -155,12 +228,12 @@ def index_command(paths: tuple[str, ...], owner: UUID, sidecar_dir: Path | None,
             continue
         log.debug("cli.indexed", video_id=str(result.video_id))
         if as_json:
-            outputs.append(summarize(result))
+            outputs.append(summarize(result, scene_ids))
         else:
-            print_table(result)
+            print_table(result, scene_ids)
     if as_json:
         print_json(outputs)
-    sys.exit(exit_code)
+    exit_process(exit_code)
 
 
 def register(cli: click.Group) -> None:

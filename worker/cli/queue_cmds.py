@@ -50,12 +50,12 @@ def enqueue_command(sources: tuple[str, ...], owner: UUID, as_json: bool) -> Non
     "worker",
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
 )
-@click.option("--beat", is_flag=True, help="Also run celery beat here (the periodic reconciler); one per cluster.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
-def worker_command(beat: bool, celery_args: tuple[str, ...]) -> None:
+def worker_command(celery_args: tuple[str, ...]) -> None:
     """Start a Celery worker on the vidx app; extra options go to ``celery worker``.
 
+    Every worker also runs the reconciler on a timer (no beat service needed).
     With CLIP on a GPU (CLIP_DEVICE=cuda/auto) and no --concurrency given,
     it runs one child process per GPU, each pinned to its own GPU.
     """
@@ -72,10 +72,6 @@ def worker_command(beat: bool, celery_args: tuple[str, ...]) -> None:
             os.environ["VIDX_WORKER_GPUS"] = ",".join(str(i) for i in range(gpus))
             if not has_concurrency:
                 args += ["--concurrency", str(gpus)]
-    if beat:
-        # beat's schedule state lives with vidx's other state, not in the current directory
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        args += ["--beat", "--schedule-filename", str(settings.data_dir / "celerybeat-schedule")]
     if not any(a in ("-l", "--loglevel") or a.startswith("--loglevel=") for a in args):
         args += ["--loglevel", settings.log_level.upper()]
     # --quiet: no banner on stdout, so every line the worker writes is a log record.
@@ -87,7 +83,7 @@ def _format_row(row: dict[str, Any]) -> str:
     pct = f"{100 * float(progress):5.1f}%" if progress is not None else "    -"
     scenes = row.get("scene_count")
     parts = [
-        str(row.get("id") or row.get("video_id")),
+        f"video {row.get('id') or row.get('video_id')}",
         f"{row.get('status', '?'):<7}",
         pct,
         f"attempts {row.get('attempts', 0)}",
