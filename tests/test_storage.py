@@ -119,7 +119,8 @@ def test_sweep_removes_abandoned_versions_and_multipart_uploads(s3_url: str, tmp
     video = uuid.uuid4()
     with open_staging(settings, video) as good:
         _stage(good, marker="good")
-        good.commit()
+        good.publish()
+        good.make_current()
     store = good.store
     abandoned = store.location.key(str(video), "0dead", "scene_0000.jpg")
     store.put(abandoned, b"half")  # a killed run's upload: never pointed at
@@ -175,5 +176,6 @@ def test_local_store_is_the_default(tmp_path: Path) -> None:
     video = uuid.uuid4()
     with open_staging(settings, video) as staging:
         staging.write_sidecar({"schema_version": 1})
-        staging.commit()
+        staging.publish()
+        staging.make_current()
     assert read_sidecar(settings, video) == json.loads((settings.sidecar_dir / str(video) / "sidecar.json").read_text())

@@ -169,10 +169,6 @@ class ObjectStaging:
         remove_versions(self.store, self.video_id, keep={self.version})
         return self.version_dir
 
-    def commit(self) -> str:
-        """Publish (when not yet) and make current: the local staging's one-call API."""
-        return self.make_current()
-
     def discard(self) -> None:
         """Remove what this run made that nothing points at (best effort: the sweep catches the rest)."""
         shutil.rmtree(self.path, ignore_errors=True)
