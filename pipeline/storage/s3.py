@@ -94,11 +94,14 @@ class S3Store:
 
     def get(self, key: str) -> bytes:
         """The object's bytes; ``FileNotFoundError`` when it does not exist."""
-        body = self._call(lambda: self.client.get_object(Bucket=self.location.bucket, Key=key)["Body"], key)
-        try:
-            return body.read()
-        finally:
-            body.close()
+        def fetch() -> bytes:  # the body is read inside _call: a connection lost mid-read is transient too
+            body = self.client.get_object(Bucket=self.location.bucket, Key=key)["Body"]
+            try:
+                return body.read()
+            finally:
+                body.close()
+
+        return self._call(fetch, key)
 
     def exists(self, key: str) -> bool:
         try:
