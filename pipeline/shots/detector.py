@@ -30,22 +30,31 @@ import numpy as np
 
 from pipeline.shots.features import content_distance
 
-# Hard cuts.
-CUT_MIN_CHANGE = 0.12  # absolute floor on the change into the cut frame
-CUT_RATIO = 3.0  # ... and at least this times the neighbours' mean change
-CUT_NEIGHBOURS = 3  # frames each side for that mean
-# Flashes.
-FLASH_MIN_CHANGE = 0.08
-FLASH_RETURN = 0.35  # a later frame within this fraction of the jump counts as "back"
-FLASH_MAX_FRAMES = 2
-# Blank frames (a fade's black): luma grid standard deviation below this.
-BLANK_STD = 8.0
-# Gradual transitions.
-GRADUAL_HALF_WINDOW_S = 0.5
-GRADUAL_MIN_CHANGE = 0.3
-GRADUAL_COHERENCE = 0.35
-GRADUAL_ISOLATION = 2.0  # vs the calmer side
-GRADUAL_ISOLATION_BUSY = 1.25  # vs the busier side
+
+@dataclass(frozen=True)
+class DetectorParams:
+    """Every tunable of the detector, in one place (tests and tuning pass their own).
+
+    Values are relative to local statistics wherever possible; the absolute
+    floors only keep near-static noise from looking like a boundary.
+    """
+
+    # Hard cuts.
+    cut_min_change: float = 0.12  # absolute floor on the change into the cut frame
+    cut_ratio: float = 3.0  # ... and at least this times the neighbours' mean change
+    cut_neighbours: int = 3  # frames each side for that mean
+    # Flashes.
+    flash_min_change: float = 0.08  # a jump smaller than this is never treated as a flash
+    flash_return: float = 0.35  # a later frame within this fraction of the jump counts as "back"
+    flash_max_frames: int = 2  # longest flash, in frames
+    # Blank frames (a fade's black): luma grid standard deviation below this.
+    blank_std: float = 8.0
+    # Gradual transitions.
+    gradual_half_window_s: float = 0.5  # w: compare frames t-w and t+w
+    gradual_min_change: float = 0.3  # absolute floor on that change
+    gradual_coherence: float = 0.35  # ... and at least this share of the summed frame-to-frame changes
+    gradual_isolation: float = 2.0  # ... and this times the same-length change on the calmer side
+    gradual_isolation_busy: float = 1.25  # ... and this times the change on the busier side
 
 
 @dataclass(frozen=True)
@@ -55,18 +64,18 @@ class ShotBoundary:
     frame: int
     kind: str  # "cut" or "gradual"
     guard: int
-    strength: float
     joins_previous: bool = False  # the far end of the previous transition (a fade's return from black)
 
 
 class ShotDetector:
     """Push feature batches, get boundaries back in frame order."""
 
-    def __init__(self, fps: float) -> None:
+    def __init__(self, fps: float, params: DetectorParams | None = None) -> None:
         fps = fps if fps and fps > 0 else 25.0
-        self.w = max(3, int(round(GRADUAL_HALF_WINDOW_S * fps)))
-        self.lookahead = 3 * self.w + CUT_NEIGHBOURS + 2
-        self.lookback = 3 * self.w + CUT_NEIGHBOURS + 2
+        self.p = p = params or DetectorParams()
+        self.w = max(3, int(round(p.gradual_half_window_s * fps)))
+        self.lookahead = 3 * self.w + p.cut_neighbours + 2
+        self.lookback = 3 * self.w + p.cut_neighbours + 2
         self._hist = np.zeros((0, 64), np.float32)
         self._blank = np.zeros(0, bool)
         self._last_emitted: ShotBoundary | None = None
@@ -85,7 +94,7 @@ class ShotDetector:
     def push(self, hist: np.ndarray, grid: np.ndarray) -> list[ShotBoundary]:
         """Add the next frames' features; returns boundaries now final."""
         self._hist = np.concatenate([self._hist, hist.astype(np.float32)])
-        self._blank = np.concatenate([self._blank, grid.std(axis=1) < BLANK_STD])
+        self._blank = np.concatenate([self._blank, grid.std(axis=1) < self.p.blank_std])
         self._grid = grid.astype(np.float32) if not len(self._grid) else np.concatenate([self._grid, grid])
         return self._advance(final=False)
 
@@ -110,16 +119,16 @@ class ShotDetector:
             return
         ts = np.arange(t0, upto)
         jump = self._dist(ts - 1, ts)
-        for t in ts[jump >= FLASH_MIN_CHANGE]:
+        for t in ts[jump >= self.p.flash_min_change]:
             t = int(t)
             before = self._dist(np.array([t - 1]), np.array([t]))[0]  # may have changed by a suppression
-            if before < FLASH_MIN_CHANGE:
+            if before < self.p.flash_min_change:
                 continue
-            for k in range(1, FLASH_MAX_FRAMES + 1):
+            for k in range(1, self.p.flash_max_frames + 1):
                 if t + k >= end:
                     break
                 back = self._dist(np.array([t - 1]), np.array([t + k]))[0]
-                if back <= FLASH_RETURN * before:
+                if back <= self.p.flash_return * before:
                     rows = slice(t - self._base, t + k - self._base)
                     self._hist[rows] = self._hist[t - 1 - self._base]
                     self._grid[rows] = self._grid[t - 1 - self._base]
@@ -128,7 +137,7 @@ class ShotDetector:
 
     def _advance(self, final: bool) -> list[ShotBoundary]:
         end = self.frames_seen
-        self._suppress_flashes(end if final else max(self._flash_checked, end - FLASH_MAX_FRAMES))
+        self._suppress_flashes(end if final else max(self._flash_checked, end - self.p.flash_max_frames))
         hi = end if final else end - self.lookahead
         if hi > self._decided:
             self._decide(self._decided, hi, end if final else self._flash_checked)
@@ -158,13 +167,13 @@ class ShotDetector:
         lo, hi = prev.frame - self._base, b.frame - self._base
         if lo < 0 or hi <= lo or self._blank[lo:hi].mean() < 0.3:
             return b
-        return ShotBoundary(b.frame, b.kind, b.guard, b.strength, joins_previous=True)
+        return ShotBoundary(b.frame, b.kind, b.guard, joins_previous=True)
 
     def _decide(self, lo: int, hi: int, known_end: int) -> None:
         """Find boundaries for candidate frames in [lo, hi) using features in [_base, known_end)."""
         base, w = self._base, self.w
-        first = max(base + 1, lo - w - CUT_NEIGHBOURS)
-        last = min(known_end, hi + w + CUT_NEIGHBOURS)
+        first = max(base + 1, lo - w - self.p.cut_neighbours)
+        last = min(known_end, hi + w + self.p.cut_neighbours)
         ts = np.arange(first, last)
         if len(ts) == 0:
             return
@@ -174,7 +183,7 @@ class ShotDetector:
         for t in cut_frames:
             if lo <= t < hi:
                 guard = 1 + self._unsettled_extent(int(t), known_end)
-                self._pending.append(ShotBoundary(int(t), "cut", guard, float(change[t - first])))
+                self._pending.append(ShotBoundary(int(t), "cut", guard))
         self._gradual(lo, hi, known_end, cut_frames)
         self._pending.sort(key=lambda b: b.frame)
 
@@ -203,13 +212,13 @@ class ShotDetector:
 
     def _hard_cuts(self, ts: np.ndarray, change: np.ndarray, known_end: int) -> np.ndarray:
         n = len(ts)
-        padded = np.concatenate([np.zeros(CUT_NEIGHBOURS), change, np.zeros(CUT_NEIGHBOURS)])
-        counts = np.concatenate([np.zeros(CUT_NEIGHBOURS), np.ones(n), np.zeros(CUT_NEIGHBOURS)])
-        kernel = np.ones(2 * CUT_NEIGHBOURS + 1)
+        padded = np.concatenate([np.zeros(self.p.cut_neighbours), change, np.zeros(self.p.cut_neighbours)])
+        counts = np.concatenate([np.zeros(self.p.cut_neighbours), np.ones(n), np.zeros(self.p.cut_neighbours)])
+        kernel = np.ones(2 * self.p.cut_neighbours + 1)
         sums = np.convolve(padded, kernel, mode="valid") - change
         cnt = np.maximum(1.0, np.convolve(counts, kernel, mode="valid") - 1)
         neighbour_mean = sums / cnt
-        is_cut = (change >= CUT_MIN_CHANGE) & (change >= CUT_RATIO * neighbour_mean + 0.02)
+        is_cut = (change >= self.p.cut_min_change) & (change >= self.p.cut_ratio * neighbour_mean + 0.02)
         for i in np.flatnonzero(is_cut):
             t = int(ts[i])
             before = np.array([a for a in (t - 2, t - 1) if a >= self._base])
@@ -230,7 +239,7 @@ class ShotDetector:
         gts = np.arange(g_first, g_last)
         G = self._dist(gts - w, gts + w)
         offset = t_lo - g_first
-        for j in np.flatnonzero(G[offset: offset + t_hi - t_lo] >= GRADUAL_MIN_CHANGE):
+        for j in np.flatnonzero(G[offset: offset + t_hi - t_lo] >= self.p.gradual_min_change):
             i = int(j) + offset
             t, g = g_first + i, G[i]
             window = G[max(0, i - w): i + w + 1]
@@ -240,7 +249,7 @@ class ShotDetector:
                 continue  # a hard cut explains the change
             a, b = t - w, t + w
             steps = self._dist(np.arange(a, b), np.arange(a + 1, b + 1)).sum()
-            if g < GRADUAL_COHERENCE * steps:
+            if g < self.p.gradual_coherence * steps:
                 continue
             if not self._isolated(g, a, b, known_end, cut_frames):
                 continue
@@ -248,7 +257,7 @@ class ShotDetector:
             if mid - self._last_gradual <= w:
                 continue
             self._last_gradual = mid
-            self._pending.append(ShotBoundary(mid, "gradual", w, float(g)))
+            self._pending.append(ShotBoundary(mid, "gradual", w))
 
     def _isolated(self, g: float, a: int, b: int, known_end: int, cut_frames: np.ndarray) -> bool:
         """Is the change over [a, b] well above the same-length change just before and after it?
@@ -271,7 +280,7 @@ class ShotDetector:
             sides.append(float(self._dist(np.array([lo]), np.array([hi]))[0]) * span / (hi - lo))
         if not sides:
             return True
-        return g >= GRADUAL_ISOLATION * min(sides) and g >= GRADUAL_ISOLATION_BUSY * max(sides)
+        return g >= self.p.gradual_isolation * min(sides) and g >= self.p.gradual_isolation_busy * max(sides)
 
     def _midpoint(self, a: int, b: int) -> int:
         """The frame in (a, b] where the change from frame a equals the change to frame b."""
