@@ -155,8 +155,7 @@ def detect_scenes(
             timeline.add(fb.first, fb.times)
             for frame, image in fb.samples:
                 scenes.reservoir.add(Candidate(frame, timeline.at(frame), image), detector.final_below)
-            hist, grid = frame_features(fb.frames)
-            for b in detector.push(hist, grid):
+            for b in detector.push(*frame_features(fb.frames)):
                 yield from scenes.boundary(b)
             yield from scenes.split_long(detector.final_below)
             if on_progress and expected > 0:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.shots.continuity import aligned_similarity, best_alignment
 from pipeline.shots.features import content_distance
 
 
@@ -55,6 +56,9 @@ class DetectorParams:
     gradual_coherence: float = 0.35  # ... and at least this share of the summed frame-to-frame changes
     gradual_isolation: float = 2.0  # ... and this times the same-length change on the calmer side
     gradual_isolation_busy: float = 1.25  # ... and this times the change on the busier side
+    # Continuity (light changes, shake, zooms): a candidate boundary whose two sides match structurally.
+    continuity_floor: float = 0.5  # the aligned luma correlation across must reach this ...
+    continuity_ratio: float = 0.8  # ... and this share of the best correlation between neighbouring frames
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class ShotDetector:
         self._blank = np.zeros(0, bool)
         self._last_emitted: ShotBoundary | None = None
         self._grid: np.ndarray = np.zeros((0, 0, 0), np.float32)  # (frames, rows, cols) once the first grid arrives
+        self._luma: np.ndarray | None = None  # (frames, h, w) small luma images, when the caller gives them
         self._base = 0  # frame index of row 0 of the buffers
         self._flash_checked = 1  # next frame to check for a flash
         self._decided = 1  # next frame to decide whether a shot starts there
@@ -91,8 +96,16 @@ class ShotDetector:
     def frames_seen(self) -> int:
         return self._base + len(self._hist)
 
-    def push(self, hist: np.ndarray, grid: np.ndarray) -> list[ShotBoundary]:
-        """Add the next frames' features; returns boundaries now final."""
+    def push(self, hist: np.ndarray, grid: np.ndarray, luma: np.ndarray | None = None) -> list[ShotBoundary]:
+        """Add the next frames' features; returns boundaries now final.
+
+        With ``luma`` (the frames' small luma images) every candidate
+        boundary is also checked for structural continuity: light changes
+        and camera motion are then not boundaries.
+        """
+        if luma is not None:
+            luma = luma.astype(np.float32)
+            self._luma = luma if self._luma is None or not len(self._luma) else np.concatenate([self._luma, luma])
         self._hist = np.concatenate([self._hist, hist.astype(np.float32)])
         self._blank = np.concatenate([self._blank, grid.std(axis=1) < self.p.blank_std])
         self._grid = grid.astype(np.float32) if not len(self._grid) else np.concatenate([self._grid, grid])
@@ -132,6 +145,8 @@ class ShotDetector:
                     rows = slice(t - self._base, t + k - self._base)
                     self._hist[rows] = self._hist[t - 1 - self._base]
                     self._grid[rows] = self._grid[t - 1 - self._base]
+                    if self._luma is not None:
+                        self._luma[rows] = self._luma[t - 1 - self._base]
                     break
         self._flash_checked = upto
 
@@ -152,6 +167,8 @@ class ShotDetector:
             self._hist = self._hist[keep_from:]
             self._grid = self._grid[keep_from:]
             self._blank = self._blank[keep_from:]
+            if self._luma is not None:
+                self._luma = self._luma[keep_from:]
             self._base += keep_from
         return ready
 
@@ -226,6 +243,8 @@ class ShotDetector:
             aa, bb = np.meshgrid(before, after)
             if self._dist(aa.ravel(), bb.ravel()).min() < 0.5 * change[i]:
                 is_cut[i] = False
+            elif self._continues(t - 1, t, known_end):
+                is_cut[i] = False  # the same picture re-lit, shaken or zoomed
         return is_cut
 
     def _gradual(self, lo: int, hi: int, known_end: int, cut_frames: np.ndarray) -> None:
@@ -253,11 +272,53 @@ class ShotDetector:
                 continue
             if not self._isolated(g, a, b, known_end, cut_frames):
                 continue
+            if self._continues(a, b, known_end) or self._zooms(a, b):
+                continue  # the same picture at both ends, or the camera zoomed between them
             mid = self._midpoint(a, b)
             if mid - self._last_gradual <= w:
                 continue
             self._last_gradual = mid
             self._pending.append(ShotBoundary(mid, "gradual", w))
+
+    def _sim(self, a: int, b: int) -> float:
+        """Structural similarity of frames ``a`` and ``b`` under camera motion and exposure change."""
+        assert self._luma is not None
+        return aligned_similarity(self._luma[a - self._base], self._luma[b - self._base])
+
+    def _continues(self, a: int, b: int, known_end: int) -> bool:
+        """Does frame ``b`` show the same picture as frame ``a`` (moved, zoomed or re-lit)?
+
+        Judged against this footage's own frame-to-frame similarity (noise,
+        blur and texture differ between videos): the match across must be
+        nearly as good as the best match between neighbours on either side,
+        and match most of the structure. A blank frame nearby means a fade
+        (the picture dimmed to a flat colour), which is a transition.
+        """
+        if self._luma is None:
+            return False
+        lo, hi = max(self._base, a - self.w) - self._base, min(known_end, b + self.w + 1) - self._base
+        if self._blank[lo:hi].any():
+            return False  # heading to or from a flat field: a fade, whose frames also match in structure
+        across = self._sim(a, b)
+        if across < self.p.continuity_floor:
+            return False
+        neighbours = [self._sim(x - 1, x) for x in (a, b + 1) if self._base < x < known_end]
+        return not neighbours or across >= self.p.continuity_ratio * max(neighbours)
+
+    def _zooms(self, a: int, b: int) -> bool:
+        """Is [a, b] a fast zoom: most steps matched by zooming the previous frame, none by a blend?
+
+        Dissolves, wipes and fades match best unzoomed, frame to frame;
+        a zoom in or out matches best at another scale, frame after frame.
+        """
+        if self._luma is None:
+            return False
+        zoomed = 0
+        for t in range(a + 1, b + 1):
+            score, scale = best_alignment(self._luma[t - 1 - self._base], self._luma[t - self._base])
+            if scale != 1.0 and score >= self.p.continuity_floor:
+                zoomed += 1
+        return zoomed >= max(3, (b - a) // 4)
 
     def _isolated(self, g: float, a: int, b: int, known_end: int, cut_frames: np.ndarray) -> bool:
         """Is the change over [a, b] well above the same-length change just before and after it?

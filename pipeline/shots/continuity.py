@@ -1,0 +1,60 @@
+"""Does one frame continue another? Structure matched under camera motion and light changes.
+
+A hard cut or a transition replaces the picture; a light switched on,
+auto-exposure, a shaking hand-held camera or a fast zoom keep the same
+picture, only moved, scaled or re-exposed. So the test is structural:
+the zero-mean normalised cross-correlation of luma (blind to gain and
+offset, hence to exposure and colour temperature steps), maximised over
+small shifts and zoom factors (a central crop of one frame searched in
+the other). Frames are the detector's ~64x36 ones, so this costs a few
+tens of microseconds and runs only on candidate boundaries.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Zoom factors tried between two frames (a fast zoom changes scale by up to ~1.4x a frame).
+_SCALES = (1.0, 0.87, 1.15, 0.75, 1.33, 0.65, 1.5)
+# The template is the central part of the first frame; the rest of the frame is the shift search range.
+_CROP = 0.7
+# Below this luma standard deviation a frame has no structure to match (a flat colour, a blank).
+_FLAT_STD = 4.0
+
+
+def aligned_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Best normalised correlation (-1..1) of frame ``b`` with ``a`` shifted and zoomed; 0 when either is flat."""
+    return best_alignment(a, b)[0]
+
+
+def best_alignment(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(best normalised correlation, the zoom factor that gave it) of ``b`` against ``a`` moved and zoomed."""
+    a = np.ascontiguousarray(a, np.float32)
+    b = np.ascontiguousarray(b, np.float32)
+    if a.std() < _FLAT_STD or b.std() < _FLAT_STD:
+        return 0.0, 1.0
+    h, w = a.shape
+    th, tw = max(4, int(h * _CROP)), max(4, int(w * _CROP))
+    best, best_scale = -1.0, 1.0
+    for s in _SCALES:
+        scaled = a if s == 1.0 else cv2.resize(a, (max(tw, round(w * s)), max(th, round(h * s))),
+                                               interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        sh, sw = scaled.shape
+        y0, x0 = (sh - th) // 2, (sw - tw) // 2
+        template = scaled[y0: y0 + th, x0: x0 + tw]
+        if template.std() < _FLAT_STD:
+            continue
+        score = cv2.matchTemplate(b, template, cv2.TM_CCOEFF_NORMED)
+        top = float(score.max())
+        if top > best:
+            best, best_scale = top, s
+    return best, best_scale
+
+
+def plain_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised correlation of two frames as they are (no search): same structure, any exposure."""
+    a = a.astype(np.float32).ravel() - a.mean()
+    b = b.astype(np.float32).ravel() - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else 0.0
