@@ -50,6 +50,7 @@ class DetectorParams:
     flash_max_frames: int = 2  # longest flash, in frames
     # Blank frames (a fade's black): luma grid standard deviation below this.
     blank_std: float = 8.0
+    fade_contrast: float = 0.35  # frames between two close boundaries dimmed below this share of both shots' contrast: a fade
     # Gradual transitions.
     gradual_half_window_s: float = 0.5  # w: compare frames t-w and t+w
     gradual_min_change: float = 0.3  # absolute floor on that change
@@ -59,6 +60,8 @@ class DetectorParams:
     # Continuity (light changes, shake, zooms): a candidate boundary whose two sides match structurally.
     continuity_floor: float = 0.5  # the aligned luma correlation across must reach this ...
     continuity_ratio: float = 0.8  # ... and this share of the best correlation between neighbouring frames
+    zoom_min_steps: int = 3  # a gradual candidate with this many zoom-matched steps is a camera zoom
+    moving_share: float = 0.75  # share of steps matched by a shift that makes a busy window one moving picture (a slide)
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class ShotDetector:
         self.lookback = 3 * self.w + p.cut_neighbours + 2
         self._hist = np.zeros((0, 64), np.float32)
         self._blank = np.zeros(0, bool)
+        self._contrast = np.zeros(0, np.float32)  # luma grid standard deviation per frame
         self._last_emitted: ShotBoundary | None = None
         self._grid: np.ndarray = np.zeros((0, 0, 0), np.float32)  # (frames, rows, cols) once the first grid arrives
         self._luma: np.ndarray | None = None  # (frames, h, w) small luma images, when the caller gives them
@@ -107,7 +111,9 @@ class ShotDetector:
             luma = luma.astype(np.float32)
             self._luma = luma if self._luma is None or not len(self._luma) else np.concatenate([self._luma, luma])
         self._hist = np.concatenate([self._hist, hist.astype(np.float32)])
-        self._blank = np.concatenate([self._blank, grid.std(axis=1) < self.p.blank_std])
+        contrast = grid.std(axis=1).astype(np.float32)
+        self._contrast = np.concatenate([self._contrast, contrast])
+        self._blank = np.concatenate([self._blank, contrast < self.p.blank_std])
         self._grid = grid.astype(np.float32) if not len(self._grid) else np.concatenate([self._grid, grid])
         return self._advance(final=False)
 
@@ -167,6 +173,7 @@ class ShotDetector:
             self._hist = self._hist[keep_from:]
             self._grid = self._grid[keep_from:]
             self._blank = self._blank[keep_from:]
+            self._contrast = self._contrast[keep_from:]
             if self._luma is not None:
                 self._luma = self._luma[keep_from:]
             self._base += keep_from
@@ -178,12 +185,23 @@ class ShotDetector:
         A fade through black (or white) shows up as a change into the blank
         frames and a change out of them; the frames in between are no shot.
         """
-        prev, self._last_emitted = self._last_emitted, b
+        prev = self._last_emitted
         if prev is None or b.frame - prev.frame > 3 * self.w:
+            self._last_emitted = b
             return b
         lo, hi = prev.frame - self._base, b.frame - self._base
-        if lo < 0 or hi <= lo or self._blank[lo:hi].mean() < 0.3:
+        if lo < 0 or hi <= lo:
+            self._last_emitted = b
             return b
+        # Mostly blank frames between, or a short dip far below the contrast on both sides (a short fade
+        # never quite reaches flat; a whole low-contrast shot between two cuts is no dip).
+        ref = min(self._contrast[max(0, lo - 1)], self._contrast[min(hi, len(self._contrast) - 1)])
+        dip = float(np.mean(self._contrast[lo:hi] < self.p.fade_contrast * ref))
+        dimmed = 0.0 < dip <= 0.5
+        if not (self._blank[lo:hi].mean() >= 0.3 or dimmed):
+            self._last_emitted = b
+            return b
+        # Joined: the fade still starts at ``prev``, so a third step inside it joins too.
         return ShotBoundary(b.frame, b.kind, b.guard, joins_previous=True)
 
     def _decide(self, lo: int, hi: int, known_end: int) -> None:
@@ -268,8 +286,8 @@ class ShotDetector:
                 continue  # a hard cut explains the change
             a, b = t - w, t + w
             steps = self._dist(np.arange(a, b), np.arange(a + 1, b + 1)).sum()
-            if g < self.p.gradual_coherence * steps:
-                continue
+            if g < self.p.gradual_coherence * steps and not self._moves_smoothly(a, b):
+                continue  # busy content changing on the spot, not one picture replacing another
             if not self._isolated(g, a, b, known_end, cut_frames):
                 continue
             if self._continues(a, b, known_end) or self._zooms(a, b):
@@ -305,8 +323,20 @@ class ShotDetector:
         neighbours = [self._sim(x - 1, x) for x in (a, b + 1) if self._base < x < known_end]
         return not neighbours or across >= self.p.continuity_ratio * max(neighbours)
 
+    def _moves_smoothly(self, a: int, b: int) -> bool:
+        """Is every step in [a, b] the previous frame moved (a slide/push, a pan): large steps, yet coherent?
+
+        Busy content (noise, leaves, a crowd) changes on the spot and no shift
+        explains it; a slide moves both pictures together, frame by frame.
+        """
+        if self._luma is None:
+            return False
+        luma = self._luma
+        steps = [aligned_similarity(luma[t - 1 - self._base], luma[t - self._base]) for t in range(a + 1, b + 1)]
+        return float(np.mean(np.array(steps) >= self.p.continuity_floor)) >= self.p.moving_share
+
     def _zooms(self, a: int, b: int) -> bool:
-        """Is [a, b] a fast zoom: most steps matched by zooming the previous frame, none by a blend?
+        """Is [a, b] a fast zoom: several steps matched best by zooming the previous frame?
 
         Dissolves, wipes and fades match best unzoomed, frame to frame;
         a zoom in or out matches best at another scale, frame after frame.
@@ -316,9 +346,8 @@ class ShotDetector:
         zoomed = 0
         for t in range(a + 1, b + 1):
             score, scale = best_alignment(self._luma[t - 1 - self._base], self._luma[t - self._base])
-            if scale != 1.0 and score >= self.p.continuity_floor:
-                zoomed += 1
-        return zoomed >= max(3, (b - a) // 4)
+            zoomed += int(scale != 1.0 and score >= self.p.continuity_floor)
+        return zoomed >= self.p.zoom_min_steps
 
     def _isolated(self, g: float, a: int, b: int, known_end: int, cut_frames: np.ndarray) -> bool:
         """Is the change over [a, b] well above the same-length change just before and after it?
