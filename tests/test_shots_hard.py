@@ -80,8 +80,9 @@ def test_continuity_matches_moved_relit_and_zoomed_pictures_but_not_other_pictur
     import cv2
 
     zoomed = cv2.resize(a, (80, 45))[4:40, 8:72]
-    score, scale = best_alignment(a, zoomed)
-    assert score > 0.8 and scale != 1.0
+    score, gain, scale = best_alignment(a, zoomed)
+    assert score > 0.8 and gain > 0.05 and scale > 1
+    assert best_alignment(a, np.roll(a, 2, axis=0))[1] < 0.05  # a shift needs no zoom
     assert aligned_similarity(a, _picture(2)) < 0.5
     assert aligned_similarity(a, np.full_like(a, 128)) == 0.0  # a flat field has no structure to match
 

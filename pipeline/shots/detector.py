@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.shots.continuity import aligned_similarity, best_alignment
+from pipeline.shots.continuity import aligned_similarity, best_alignment, zoomed_similarity
 from pipeline.shots.features import content_distance
 
 
@@ -61,6 +61,8 @@ class DetectorParams:
     continuity_floor: float = 0.5  # the aligned luma correlation across must reach this ...
     continuity_ratio: float = 0.8  # ... and this share of the best correlation between neighbouring frames
     zoom_min_steps: int = 3  # a gradual candidate with this many zoom-matched steps is a camera zoom
+    zoom_gain: float = 0.02  # a step is zoom-matched when zooming raises its correlation by this much over shifting
+    zoom_min_factor: float = 1.3  # ... and the zoom-matched steps, nearly all one way, add up to this change of scale
     moving_share: float = 0.75  # share of steps matched by a shift that makes a busy window one moving picture (a slide)
 
 
@@ -336,18 +338,30 @@ class ShotDetector:
         return float(np.mean(np.array(steps) >= self.p.continuity_floor)) >= self.p.moving_share
 
     def _zooms(self, a: int, b: int) -> bool:
-        """Is [a, b] a fast zoom: several steps matched best by zooming the previous frame?
+        """Is [a, b] a fast zoom: several steps matched better by zooming the previous frame, the same way?
 
-        Dissolves, wipes and fades match best unzoomed, frame to frame;
-        a zoom in or out matches best at another scale, frame after frame.
+        Dissolves, wipes and fades match best unzoomed, frame to frame (a
+        wipe's front may favour some zoom now and then, in no consistent
+        direction); a zoom in or out matches best at a scale on the same side
+        of 1, frame after frame, adding up to a real change of scale.
         """
         if self._luma is None:
             return False
-        zoomed = 0
+        scales = []
         for t in range(a + 1, b + 1):
-            score, scale = best_alignment(self._luma[t - 1 - self._base], self._luma[t - self._base])
-            zoomed += int(scale != 1.0 and score >= self.p.continuity_floor)
-        return zoomed >= self.p.zoom_min_steps
+            score, gain, scale = best_alignment(self._luma[t - 1 - self._base], self._luma[t - self._base])
+            if gain >= self.p.zoom_gain and score >= self.p.continuity_floor:
+                scales.append(scale)
+        if len(scales) < self.p.zoom_min_steps:
+            return False
+        log_scales = np.log(scales)
+        same_way = max(np.mean(log_scales > 0), np.mean(log_scales < 0))
+        factor = float(np.exp(log_scales.sum()))
+        if same_way < 0.8 or abs(np.log(factor)) < np.log(self.p.zoom_min_factor):
+            return False
+        # Before/after consistency: the end frame is the start frame zoomed by the accumulated factor.
+        ends = zoomed_similarity(self._luma[a - self._base], self._luma[b - self._base], factor)
+        return ends >= self.p.continuity_floor
 
     def _isolated(self, g: float, a: int, b: int, known_end: int, cut_frames: np.ndarray) -> bool:
         """Is the change over [a, b] well above the same-length change just before and after it?
