@@ -1,6 +1,6 @@
 """F1 per transition class: vidx vs PySceneDetect (Content, Adaptive) vs TransNetV2, side by side.
 
-    .venv/bin/python bench/scenes_classes.py [--split tune|held|all] [--only vidx,content,adaptive,transnet]
+    .venv/bin/python bench/scenes_classes.py [--split tune|held|final|all] [--only vidx,content,adaptive,transnet]
 
 Runs every detector on the clips of bench/shots_corpus.py (generated once,
 cached). A clip belongs to one class: a transition class (its boundaries
@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.scenes import f1
-from bench.shots_corpus import CLASSES, EVENTS, Clip, build, clips
+from bench.shots_corpus import CLASSES, EVENTS, SPLITS, Clip, build, clips
 from pipeline.config import Settings
 from pipeline.scenes import detect_scenes
 from pipeline.types import ProbeResult
@@ -108,13 +108,13 @@ def report(totals: dict[str, dict[str, list[int]]], names: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", default="all", choices=["tune", "held", "all"])
+    parser.add_argument("--split", default="all", choices=[*SPLITS, "all"])
     parser.add_argument("--only", default="vidx,content,adaptive,transnet")
     parser.add_argument("--classes", default="", help="comma-separated subset of classes")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every clip with an error")
     args = parser.parse_args()
     names = args.only.split(",")
-    for split in (["tune", "held"] if args.split == "all" else [args.split]):
+    for split in (SPLITS if args.split == "all" else [args.split]):
         selected = [c for c in clips(split) if not args.classes or c.cls in args.classes.split(",")]
         print(f"== split {split}: {len(selected)} clips", flush=True)
         report(evaluate(selected, names, args.verbose), names)

@@ -7,9 +7,11 @@ offers, grouped into classes; other clips hold events that are *not*
 boundaries (a light switched on, hand-held shake, a fast zoom, a whip
 pan, flashes) inside shots joined by hard cuts.
 
-Two disjoint splits: ``tune`` (what the detector was developed on) and
-``held`` (other photographs, other xfade variants, other seeds; looked at
-only to report). Each clip is deterministic from its name.
+Splits: ``tune`` (what the detector was developed on); ``held`` (other
+photographs, other xfade variants, other seeds; its errors were looked at
+once during development, so it is no longer blind); ``final`` (held's
+photographs and variants, fresh seeds; never looked at before reporting).
+Each clip is deterministic from its name.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ CLASSES: dict[str, dict[str, list[str]]] = {
 }
 # Events inside a shot that are not boundaries.
 EVENTS = ["light", "shake", "zoom", "whip", "flash"]
+SPLITS = ("tune", "held", "final")
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,13 @@ def _camera(rng: random.Random, source: str) -> str:
     return source + ",noise=alls=5:allf=t"
 
 
+def _material(split: str) -> str:
+    """Which photographs and xfade variants a split uses (``final`` shares held's, with fresh seeds)."""
+    return "tune" if split == "tune" else "held"
+
+
 def _sources(split: str, rng: random.Random) -> list[str]:
+    split = _material(split)
     photos = [vg.photo_source(_photo_dir() / p, 1.0) for p in _PHOTOS[split]]
     pool = photos + _PATTERNS[split]
     rng.shuffle(pool)
@@ -102,7 +111,7 @@ def clip_spec(clip: Clip) -> tuple[list[vg.Shot], list[vg.Transition]]:
             if clip.cls in EVENTS or clip.cls == "cut":
                 transitions.append(vg.CUT)
             else:
-                kind = rng.choice(CLASSES[clip.cls][clip.split])
+                kind = rng.choice(CLASSES[clip.cls][_material(clip.split)])
                 transitions.append(vg.Transition(kind, rng.randint(10, 25)))
     return shots, transitions
 
@@ -122,7 +131,7 @@ def _event(kind: str, source: str, frames: int, rng: random.Random) -> str:
 
 def clips(split: str | None = None, per_class: int = 2) -> list[Clip]:
     out = []
-    for sp in ("tune", "held"):
+    for sp in SPLITS:
         if split and sp != split:
             continue
         for cls in [*CLASSES, *EVENTS]:
