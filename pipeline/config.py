@@ -146,6 +146,12 @@ class Settings:
         "VIDX_FRAME_HEIGHT", _number(int, 64), 360, "Height of analysed frames and best-frame JPEGs."
     )
 
+    # --- shot detection (issue 12) ---
+    shot_reference_pass: bool = _env(
+        "VIDX_SHOT_REFERENCE_PASS", _parse_bool, False,
+        "Experimental: detect shots on reference frames only (B-frames skipped), then place each cut exactly.",
+    )
+
     # --- input limits (bad input is refused, not attempted) ---
     max_duration_s: float = _env(
         "VIDX_MAX_DURATION_S", _number(float, 1), 6 * 3600.0, "Longest video accepted, in seconds."

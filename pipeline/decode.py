@@ -59,6 +59,7 @@ class DecodeOptions:
     sample_every: int = 0
     fast_detection: bool = False
     threads: int = 0  # 0: ffmpeg decides
+    reference_frames_only: bool = False  # skip B-frames (-skip_frame bidir): see pipeline/refdecode.py
 
 
 @dataclass
@@ -76,6 +77,8 @@ def _build_command(source: Path, opts: DecodeOptions) -> list[str]:
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-threads", str(opts.threads)]
     if opts.fast_detection and not opts.sample_size:
         cmd += ["-skip_loop_filter", "all"]
+    if opts.reference_frames_only:
+        cmd += ["-skip_frame", "bidir"]
     cmd += ["-i", str(source), "-an", "-sn", "-dn"]
     detect_chain = f"scale={dw}:{dh}:flags=area,format=rgb24,showinfo"
     if opts.sample_size and opts.sample_every > 0:

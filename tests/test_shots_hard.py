@@ -102,3 +102,30 @@ def test_detector_params_are_one_frozen_place():
 
     assert detect(params) == [30]
     assert detect(dataclasses.replace(params, cut_min_change=1.1, gradual_min_change=1.1)) == []
+
+
+# --- the experimental reference-frame pass (VIDX_SHOT_REFERENCE_PASS) ----------------------------------
+
+
+def test_reference_pass_places_hard_cuts_on_their_exact_frame(tmp_path):
+    lengths = [40, 37, 52, 29, 45, 33]
+    # No keyframe on the cuts (x264 scenecut off): cuts fall between references, so they are placed by decoding.
+    shots = [Shot(SOURCES[i % len(SOURCES)], n) for i, n in enumerate(lengths)]
+    path = videogen.make_video(tmp_path / "refcuts.mp4", shots, size=SIZE, extra=["-x264-params", "scenecut=0"])
+    scenes = run(path, shot_reference_pass=True)
+    assert starts(scenes) == [0, *videogen.cut_frames(lengths)]
+    assert_tiles(scenes, sum(lengths))
+    for s in scenes:
+        for c in s.candidates:
+            assert s.span.start_frame <= c.frame <= s.span.end_frame
+
+
+def test_reference_pass_finds_the_cut_between_references_by_decoding_only_there(tmp_path):
+    from pipeline.refdecode import decode_range, read_packet_index
+
+    path = videogen.make_cut_video(tmp_path / "two.mp4", [30, 30], size=SIZE)
+    index = read_packet_index(path)
+    assert index is not None and index.has_b_frames and len(index.times) == 60
+    frames, times = decode_range(path, float(index.times[10]), 5, (64, 36))
+    assert frames.shape == (5, 36, 64, 3)
+    assert np.allclose(times, index.times[10:15])

@@ -60,6 +60,8 @@ class DetectorParams:
     # Continuity (light changes, shake, zooms): a candidate boundary whose two sides match structurally.
     continuity_floor: float = 0.5  # the aligned luma correlation across must reach this ...
     continuity_ratio: float = 0.8  # ... and this share of the best correlation between neighbouring frames
+    # Input frames may repeat the previous one (reference frames held over skipped B-frames).
+    held_frames: bool = False
     zoom_min_steps: int = 3  # a gradual candidate with this many zoom-matched steps is a camera zoom
     zoom_gain: float = 0.02  # a step is zoom-matched when zooming raises its correlation by this much over shifting
     zoom_min_factor: float = 1.3  # ... and the zoom-matched steps, nearly all one way, add up to this change of scale
@@ -248,12 +250,13 @@ class ShotDetector:
         return extent
 
     def _hard_cuts(self, ts: np.ndarray, change: np.ndarray, known_end: int) -> np.ndarray:
-        n = len(ts)
         padded = np.concatenate([np.zeros(self.p.cut_neighbours), change, np.zeros(self.p.cut_neighbours)])
-        counts = np.concatenate([np.zeros(self.p.cut_neighbours), np.ones(n), np.zeros(self.p.cut_neighbours)])
+        # With held frames (the reference pass), repeats say nothing about motion; leave them out.
+        moved = (change > 0).astype(float) if self.p.held_frames else np.ones(len(change))
+        counts = np.concatenate([np.zeros(self.p.cut_neighbours), moved, np.zeros(self.p.cut_neighbours)])
         kernel = np.ones(2 * self.p.cut_neighbours + 1)
         sums = np.convolve(padded, kernel, mode="valid") - change
-        cnt = np.maximum(1.0, np.convolve(counts, kernel, mode="valid") - 1)
+        cnt = np.maximum(1.0, np.convolve(counts, kernel, mode="valid") - moved)
         neighbour_mean = sums / cnt
         is_cut = (change >= self.p.cut_min_change) & (change >= self.p.cut_ratio * neighbour_mean + 0.02)
         for i in np.flatnonzero(is_cut):
@@ -305,6 +308,15 @@ class ShotDetector:
         assert self._luma is not None
         return aligned_similarity(self._luma[a - self._base], self._luma[b - self._base])
 
+    def _distinct_before(self, x: int) -> int:
+        """The nearest earlier frame that differs from frame ``x`` (skipping held or duplicated frames)."""
+        assert self._luma is not None
+        y = x - 1
+        same = self._luma[x - self._base]
+        while self.p.held_frames and y > self._base and x - y < 8 and np.array_equal(self._luma[y - self._base], same):
+            y -= 1
+        return y
+
     def _continues(self, a: int, b: int, known_end: int) -> bool:
         """Does frame ``b`` show the same picture as frame ``a`` (moved, zoomed or re-lit)?
 
@@ -322,7 +334,7 @@ class ShotDetector:
         across = self._sim(a, b)
         if across < self.p.continuity_floor:
             return False
-        neighbours = [self._sim(x - 1, x) for x in (a, b + 1) if self._base < x < known_end]
+        neighbours = [self._sim(self._distinct_before(x), x) for x in (a, b + 1) if self._base < x < known_end]
         return not neighbours or across >= self.p.continuity_ratio * max(neighbours)
 
     def _moves_smoothly(self, a: int, b: int) -> bool:
