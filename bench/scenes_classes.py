@@ -1,6 +1,6 @@
 """F1 per transition class: vidx vs PySceneDetect (Content, Adaptive) vs TransNetV2, side by side.
 
-    .venv/bin/python bench/scenes_classes.py [--split tune|held|final|all] [--only vidx,content,adaptive,transnet]
+    .venv/bin/python bench/scenes_classes.py [--split tune|held|final|all] [--only vidx,vidx_ref,content,adaptive,transnet]
 
 Runs every detector on the clips of bench/shots_corpus.py (generated once,
 cached). A clip belongs to one class: a transition class (its boundaries
@@ -28,9 +28,14 @@ from pipeline.types import ProbeResult
 from tests.videogen import probe_for_tests
 
 
-def run_vidx(path: Path) -> list[int]:
-    scenes = detect_scenes(path, ProbeResult(**probe_for_tests(path)), Settings())
+def run_vidx(path: Path, reference_pass: bool = False) -> list[int]:
+    settings = Settings().with_overrides(shot_reference_pass=reference_pass)
+    scenes = detect_scenes(path, ProbeResult(**probe_for_tests(path)), settings)
     return [s.span.start_frame for s in scenes][1:]
+
+
+def run_vidx_refs(path: Path) -> list[int]:
+    return run_vidx(path, reference_pass=True)
 
 
 def run_content(path: Path) -> list[int]:
@@ -63,9 +68,10 @@ def run_transnet(path: Path) -> list[int]:
 
 
 DETECTORS: dict[str, Callable[[Path], list[int]]] = {
-    "vidx": run_vidx, "content": run_content, "adaptive": run_adaptive, "transnet": run_transnet,
+    "vidx": run_vidx, "vidx_ref": run_vidx_refs, "content": run_content, "adaptive": run_adaptive, "transnet": run_transnet,
 }
-LABELS = {"vidx": "vidx", "content": "PySD Content", "adaptive": "PySD Adaptive", "transnet": "TransNetV2"}
+LABELS = {"vidx": "vidx", "vidx_ref": "vidx ref-pass", "content": "PySD Content", "adaptive": "PySD Adaptive",
+          "transnet": "TransNetV2"}
 
 
 def evaluate(selected: list[Clip], names: list[str], verbose: bool = False) -> dict[str, dict[str, list[int]]]:
