@@ -10,7 +10,11 @@ non-boundaries (flashes, fast pans, occluders), then in the same run times:
 * decode-only variants of the detection pass (what skipping deblocking or
   non-reference frames would save), unless --no-variants;
 * vidx ``detect_scenes`` (boundaries and properly decoded candidates);
-* PySceneDetect ``AdaptiveDetector`` with its defaults (OpenCV decoding).
+* PySceneDetect ``AdaptiveDetector`` with its defaults (OpenCV decoding);
+* vidx with the experimental reference-frame pass (VIDX_SHOT_REFERENCE_PASS).
+
+Per-class accuracy against PySceneDetect and TransNetV2 on varied material:
+bench/scenes_classes.py.
 
 F1: a cut counts when found within +-2 frames, a gradual transition
 anywhere inside it; each true boundary matches at most one found one.
