@@ -24,8 +24,12 @@ _FLAT_STD = 4.0
 
 
 def aligned_similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Best normalised correlation (-1..1) of frame ``b`` with ``a`` shifted and zoomed; 0 when either is flat."""
-    return best_alignment(a, b)[0]
+    """How well each frame continues the other (-1..1), shifted and zoomed; 0 when either is flat.
+
+    Both ways round, the lower score: a smooth ramp can correlate well with a
+    single edge in one direction by chance, rarely in both.
+    """
+    return min(best_alignment(a, b)[0], best_alignment(b, a)[0])
 
 
 def best_alignment(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
