@@ -83,11 +83,3 @@ def zoomed_similarity(a: np.ndarray, b: np.ndarray, factor: float) -> float:
     if template.std() < _FLAT_STD:
         return 0.0
     return float(cv2.matchTemplate(b, template, cv2.TM_CCOEFF_NORMED).max())
-
-
-def plain_similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Normalised correlation of two frames as they are (no search): same structure, any exposure."""
-    a = a.astype(np.float32).ravel() - a.mean()
-    b = b.astype(np.float32).ravel() - b.mean()
-    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 0 else 0.0

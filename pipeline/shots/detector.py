@@ -19,7 +19,13 @@ to local statistics rather than fixed to some test material:
   changes, unlike noise or jitter) and isolated (much larger than the
   same-length change just before and just after, unlike a steady pan or
   drift). An object passing in front of the camera for less than ``2w``
-  frames leaves both ends alike, so it is not a transition either.
+  frames leaves both ends alike, so it is not a transition either. Wipes,
+  slides and shape transitions are gradual transitions too; a slide's
+  large frame-to-frame steps count as coherent when each is the previous
+  frame moved.
+* **Not a boundary** (given the frames' small luma images): a candidate
+  whose two sides are the same picture shifted, zoomed or re-exposed
+  (pipeline.shots.continuity) is a light change, shake or a fast zoom.
 """
 
 from __future__ import annotations
