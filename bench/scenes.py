@@ -10,7 +10,11 @@ non-boundaries (flashes, fast pans, occluders), then in the same run times:
 * decode-only variants of the detection pass (what skipping deblocking or
   non-reference frames would save), unless --no-variants;
 * vidx ``detect_scenes`` (boundaries and properly decoded candidates);
-* PySceneDetect ``AdaptiveDetector`` with its defaults (OpenCV decoding).
+* PySceneDetect ``AdaptiveDetector`` with its defaults (OpenCV decoding);
+* vidx with the experimental reference-frame pass (VIDX_SHOT_REFERENCE_PASS).
+
+Per-class accuracy against PySceneDetect and TransNetV2 on varied material:
+bench/scenes_classes.py.
 
 F1: a cut counts when found within +-2 frames, a gradual transition
 anywhere inside it; each true boundary matches at most one found one.
@@ -74,8 +78,9 @@ def probe_of(path: Path):
         return ProbeResult(**probe_for_tests(path))
 
 
-def run_vidx(path: Path) -> list[int]:
-    scenes = list(detect_scenes(path, probe_of(path), Settings()))
+def run_vidx(path: Path, reference_pass: bool = False) -> list[int]:
+    settings = Settings().with_overrides(shot_reference_pass=reference_pass)
+    scenes = list(detect_scenes(path, probe_of(path), settings))
     return [s.span.start_frame for s in scenes[1:]]
 
 
@@ -106,6 +111,7 @@ def main() -> None:
             "-skip_loop_filter all, 64x36": ["-skip_loop_filter", "all", "-i", x, *small],
             "-skip_loop_filter all -skip_frame noref": ["-skip_loop_filter", "all", "-skip_frame", "noref",
                                                          "-i", x, *small],
+            "-skip_frame bidir, 64x36": ["-skip_frame", "bidir", "-i", x, *small],
             "vidx pass: 64x36 + 640x360 every 6th": [
                 "-i", x, "-filter_complex",
                 "[0:v]split=2[d][s];[d]scale=64:36:flags=area,format=rgb24[det];"
@@ -119,9 +125,13 @@ def main() -> None:
 
     ours, t_ours = timed(lambda: run_vidx(video))
     theirs, t_theirs = timed(lambda: run_pyscenedetect(video))
-    f_ours, f_theirs = f1(ours, truth), f1(theirs, truth)
+    refs, t_refs = timed(lambda: run_vidx(video, reference_pass=True))
+    f_ours, f_theirs, f_refs = f1(ours, truth), f1(theirs, truth), f1(refs, truth)
     print(f"vidx detect_scenes            {t_ours:7.1f} s  ({frames / t_ours:5.0f} fps)  "
           f"F1 {f_ours[0]:.3f}  (tp {f_ours[1]}, fp {f_ours[2]}, missed {f_ours[3]})")
+    print(f"vidx reference pass (exp.)    {t_refs:7.1f} s  ({frames / t_refs:5.0f} fps)  "
+          f"F1 {f_refs[0]:.3f}  (tp {f_refs[1]}, fp {f_refs[2]}, missed {f_refs[3]})  "
+          f"{t_theirs / t_refs:.2f}x PySceneDetect")
     print(f"PySceneDetect AdaptiveDetector {t_theirs:6.1f} s  ({frames / t_theirs:5.0f} fps)  "
           f"F1 {f_theirs[0]:.3f}  (tp {f_theirs[1]}, fp {f_theirs[2]}, missed {f_theirs[3]})")
     print(f"speed: vidx is {t_theirs / t_ours:.2f}x PySceneDetect; vidx takes {t_ours / floor:.2f}x the decode floor")

@@ -230,6 +230,12 @@ class Settings:
         "Top-ranked frames per scene embedded and mean-pooled (1: the best frame only).",
     )
 
+    # --- shot detection (issue 12) ---
+    shot_reference_pass: bool = _env(
+        "VIDX_SHOT_REFERENCE_PASS", _parse_bool, False,
+        "Experimental: detect shots on reference frames only (B-frames skipped), then place each cut exactly.",
+    )
+
     # --- input limits (bad input is refused, not attempted) ---
     max_duration_s: float = _env(
         "VIDX_MAX_DURATION_S", _number(float, 1), 6 * 3600.0, "Longest video accepted, in seconds."

@@ -79,6 +79,7 @@ class DecodeOptions:
     sample_every: int = 0
     fast_detection: bool = False
     threads: int = 0  # 0: ffmpeg decides
+    reference_frames_only: bool = False  # skip B-frames (-skip_frame bidir): see pipeline/refdecode.py
 
 
 @dataclass
@@ -99,6 +100,8 @@ def _build_command(source: Path, opts: DecodeOptions) -> list[str]:
     cmd = [FFMPEG, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-threads", str(opts.threads)]
     if opts.fast_detection and not opts.sample_size:
         cmd += ["-skip_loop_filter", "all"]
+    if opts.reference_frames_only:
+        cmd += ["-skip_frame", "bidir"]
     cmd += [*media_sandbox.input_options(), "-i", media_sandbox.input_spec(source), "-an", "-sn", "-dn"]
     # showinfo first: it logs each frame's time and its decoded size (checked against the limit)
     detect_chain = f"scale={dw}:{dh}:flags=area,format=rgb24"

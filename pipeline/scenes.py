@@ -9,6 +9,8 @@ candidates, so memory stays flat for any video length.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,9 +20,10 @@ from pipeline.config import Settings
 from pipeline.decode import DecodeOptions, FrameStream, decode_frame_at, detection_size, scaled_size
 from pipeline.errors import BadInputError
 from pipeline.log import get_logger
+from pipeline.refdecode import PacketIndex, decode_range, read_packet_index
 from pipeline.shots.candidates import SampleReservoir, pick_candidates
-from pipeline.shots.detector import ShotBoundary, ShotDetector
-from pipeline.shots.features import frame_features
+from pipeline.shots.detector import DetectorParams, ShotBoundary, ShotDetector
+from pipeline.shots.features import content_distance, frame_features
 from pipeline.types import Candidate, DetectedScene, ProbeResult, SceneSpan
 
 log = get_logger(__name__)
@@ -136,6 +139,11 @@ def detect_scenes(
 
     Raises BadInputError when the stream decodes no frame or stops early.
     """
+    if settings.shot_reference_pass:
+        index = read_packet_index(source, settings)
+        if index is not None and index.has_b_frames:
+            yield from _detect_on_reference_frames(source, probe, settings, index, on_progress)
+            return
     fps = probe.fps if probe.fps and probe.fps > 0 else 25.0
     width, height = probe.display_width, probe.display_height
     sample_size = scaled_size(width, height, settings.frame_height)
@@ -155,8 +163,7 @@ def detect_scenes(
             timeline.add(fb.first, fb.times)
             for frame, image in fb.samples:
                 scenes.reservoir.add(Candidate(frame, timeline.at(frame), image), detector.final_below)
-            hist, grid = frame_features(fb.frames)
-            for b in detector.push(hist, grid):
+            for b in detector.push(*frame_features(fb.frames)):
                 yield from scenes.boundary(b)
             yield from scenes.split_long(detector.final_below)
             if on_progress and expected > 0:
@@ -182,3 +189,139 @@ def _check_complete(source: Path, frames: int, expected: int, code: int, errors:
         raise BadInputError(f"{source}: corrupt video stream: decoding stopped at frame {frames}{approx}{detail}")
     if errors:
         log.warning("decoder_errors_concealed", source=str(source), errors=errors)
+
+
+# --- reference frames only (streams with B-frames; see pipeline/refdecode.py) ---------------------------
+
+
+class _IndexTimeline:
+    """Display-order frame times from the packet index (decoder clock), for the scene assembler."""
+
+    def __init__(self, index: PacketIndex, offset: float, fps: float) -> None:
+        self.times = index.times - offset
+        self.step = float(np.median(np.diff(self.times[-16:]))) if len(self.times) > 1 else 1.0 / fps
+
+    def at(self, frame: int) -> float:
+        return float(self.times[min(frame, len(self.times) - 1)])
+
+    def end(self) -> float:
+        return float(self.times[-1]) + max(self.step, 1e-6)
+
+
+class _ReferencePlacer:
+    """Places hard cuts found on held reference frames on their exact display frame."""
+
+    def __init__(self, source: Path, index: PacketIndex, detect_size: tuple[int, int], settings: Settings) -> None:
+        self.source = source
+        self.settings = settings
+        self.index = index
+        self.detect_size = detect_size
+        self.refs: list[int] = []  # display frame of each decoded reference frame, ascending
+
+    def place(self, b: ShotBoundary) -> ShotBoundary:
+        """A cut shows at the first frame of reference ``j``'s hold; the true cut is in (previous ref, j]."""
+        if b.kind != "cut":
+            return b
+        j = b.frame
+        k = bisect.bisect_left(self.refs, j)
+        i = self.refs[k - 1] if k >= 1 else j - 1
+        if j - i <= 1 or self.index.keyframe[min(j, len(self.index.keyframe) - 1)]:
+            return b  # no skipped frame in between, or the encoder put a keyframe on the cut
+        return ShotBoundary(self._exact_cut(i, j), b.kind, b.guard, b.joins_previous)
+
+    def _exact_cut(self, i: int, j: int) -> int:
+        """The frame in (i, j] with the largest change from its predecessor (decoding only around i..j)."""
+        frames, _ = decode_range(self.source, float(self.index.times[i]), j - i + 1, self.detect_size, self.settings)
+        if len(frames) != j - i + 1:
+            return j
+        hist, grid, _ = frame_features(frames)
+        change = content_distance(hist[:-1], grid[:-1], hist[1:], grid[1:])
+        return i + 1 + int(np.argmax(change))
+
+
+class _Hold:
+    """Expands decoded reference frames to every display frame by holding each until the next one.
+
+    The detector then runs on the display clock as usual: a cut shows as one
+    jump, a dissolve or fade as a staircase with the same overall change.
+    """
+
+    def __init__(self) -> None:
+        self.pending: tuple[int, np.ndarray] | None = None  # the last reference, length not yet known
+        self.next_frame = 0
+
+    def push(self, displays: np.ndarray, frames: np.ndarray, end: int | None = None) -> np.ndarray:
+        out = []
+        items = list(zip(displays.tolist(), frames, strict=True))
+        if self.pending is not None:
+            items.insert(0, self.pending)
+        keep = items if end is not None else items[:-1]
+        for k, (d, frame) in enumerate(keep):
+            stop = items[k + 1][0] if k + 1 < len(items) else (end if end is not None else d + 1)
+            count = max(0, stop - max(d, self.next_frame))
+            if count:
+                out.append(np.repeat(frame[None], count, axis=0))
+                self.next_frame += count
+        self.pending = None if end is not None else items[-1]
+        return np.concatenate(out) if out else frames[:0]
+
+
+def _detect_on_reference_frames(
+    source: Path,
+    probe: ProbeResult,
+    settings: Settings,
+    index: PacketIndex,
+    on_progress: Callable[[float], None] | None,
+) -> Iterator[DetectedScene]:
+    """detect_scenes for streams with B-frames: decode I/P frames only, hold them, place each cut exactly."""
+    fps = probe.fps if probe.fps and probe.fps > 0 else 25.0
+    width, height = probe.display_width, probe.display_height
+    sample_size = scaled_size(width, height, settings.frame_height)
+    detect_size = detection_size(width, height)
+    total = len(index.times)
+    # About a third of the frames are references with x264 defaults; samples stay ~4 a second.
+    every = max(1, sample_interval(fps, settings.min_scene_s) // 3)
+    opts = DecodeOptions(detect_size=detect_size, sample_size=sample_size, sample_every=every,
+                         reference_frames_only=True)
+    # A flash on a reference frame is held until the next one (up to 4 frames with 3 B-frames);
+    # a zoom's steps and a cut's neighbours are counted in reference steps (about 3 frames each).
+    detector = ShotDetector(fps, dataclasses.replace(DetectorParams(), flash_max_frames=4, zoom_min_steps=2,
+                                                     cut_neighbours=9, held_frames=True))
+    placer = _ReferencePlacer(source, index, detect_size, settings)
+    hold = _Hold()
+    timeline: _IndexTimeline | None = None
+    scenes: _SceneAssembler | None = None
+    offset = 0.0
+    with FrameStream(source, opts, batch_frames=128) as stream:
+        for fb in stream.batches():
+            if timeline is None:
+                offset = float(index.times[0] - fb.times[0]) if np.isfinite(fb.times[0]) else 0.0
+                timeline = _IndexTimeline(index, offset, fps)
+                scenes = _SceneAssembler(source, settings, fps, sample_size, timeline)  # type: ignore[arg-type]
+            assert scenes is not None
+            displays = index.frame_of(fb.times, offset)
+            placer.refs += displays.tolist()
+            for ref, image in fb.samples:
+                frame = int(displays[ref - fb.first])
+                scenes.reservoir.add(Candidate(frame, timeline.at(frame), image), detector.final_below)
+            frames = hold.push(displays, fb.frames)
+            if len(frames):
+                for b in detector.push(*frame_features(frames)):
+                    yield from scenes.boundary(placer.place(b))
+            yield from scenes.split_long(detector.final_below)
+            if on_progress:
+                on_progress(min(1.0, hold.next_frame / total))
+        code = stream.finish()
+        decoded = placer.refs[-1] + 1 if placer.refs else 0
+        _check_complete(source, decoded, probe.frame_count or total, code, stream.error_summary())
+        assert scenes is not None
+        tail = hold.push(np.zeros(0, int), np.zeros((0, detect_size[1], detect_size[0], 3), np.uint8), end=total)
+        if len(tail):
+            for b in detector.push(*frame_features(tail)):
+                yield from scenes.boundary(placer.place(b))
+        for b in detector.finish():
+            yield from scenes.boundary(placer.place(b))
+        yield from scenes.finish(total)
+    if on_progress:
+        on_progress(1.0)
+    log.debug("scenes_detected", source=str(source), frames=total, scenes=scenes.index, reference_pass=True)

@@ -64,5 +64,10 @@ Try next (copy-paste):
   vidx status $video_id
   vidx show $video_id                               # scene ids, labels, descriptions
   vidx sheet $video_id -o sheet.png                 # contact sheet: one tile per scene
+
+The web page and HTTP API on these results:
+  vidx apikey create --owner $OWNER --name demo     # prints a key once: paste it into the page
+  ${prefix}vidx serve --port 8000                         # then open http://127.0.0.1:8000/
+
   vidx db stop        # the embedded PostgreSQL keeps running until you stop it
 EOF

@@ -102,7 +102,11 @@ def cut_frames(scene_frames: list[int]) -> list[int]:
 
 @dataclass(frozen=True)
 class Transition:
-    """How a shot joins the previous one: ``cut``, ``dissolve`` or ``fade`` (through black)."""
+    """How a shot joins the previous one: ``cut``, ``dissolve``, ``fade`` (through black) or any ffmpeg xfade name.
+
+    xfade names give wipes (``wipeleft``), slides/pushes (``slideup``),
+    shapes (``circleopen``, ``radial``), fades through white (``fadewhite``), ...
+    """
 
     kind: str = "cut"
     frames: int = 0  # length of a gradual transition in frames (0 for a cut)
@@ -145,6 +149,45 @@ def with_occluder(source: str, start_s: float, pass_s: float = 0.6, color: str =
     )
 
 
+def with_light_step(source: str, at_frame: int, brightness: float = 0.25, warm: bool = True) -> str:
+    """A light switched on at ``at_frame``: a sudden exposure (and colour temperature) step, same picture."""
+    on = f"enable='gte(n,{at_frame})'"
+    tint = f",colorchannelmixer=rr=1.15:bb=0.8:{on}" if warm else ""
+    return f"{source},eq=brightness={brightness}:contrast=1.1:{on}{tint}"
+
+
+def with_shake(source: str, amplitude: float = 0.06) -> str:
+    """A hand-held camera: ``source`` enlarged and cropped at an irregular, jerky offset every frame.
+
+    ``amplitude`` is the largest offset as a share of the frame size.
+    """
+    a = amplitude
+    jitter = "(sin(n*0.9)*0.5+sin(n*2.3+1)*0.3+sin(n*5.1+2)*0.2)"
+    jitter_y = "(sin(n*1.1+3)*0.5+sin(n*2.9)*0.3+sin(n*4.7+1)*0.2)"
+    return (f"{source},scale=iw*{1 + 2 * a:.3f}:ih*{1 + 2 * a:.3f},"
+            f"crop=w=iw/{1 + 2 * a:.3f}:h=ih/{1 + 2 * a:.3f}:"
+            f"x='(iw-ow)/2*(1+{jitter})':y='(ih-oh)/2*(1+{jitter_y})'")
+
+
+def with_zoom(source: str, start_frame: int, frames: int, factor: float = 2.5, out: bool = True) -> str:
+    """A fast zoom (out by default) by ``factor`` over ``frames`` frames starting at ``start_frame``."""
+    ramp = f"clip((in-{start_frame})/{frames},0,1)"
+    z = f"{factor}-({factor}-1)*{ramp}" if out else f"1+({factor}-1)*{ramp}"
+    return (f"{source},zoompan=z='{z}':x='iw/2-iw/zoom/2':y='ih/2-ih/zoom/2':d=1:s={{w}}x{{h}}:fps={{fps}}")
+
+
+def with_whip_pan(source: str, start_frame: int, frames: int = 6) -> str:
+    """A whip pan: the camera swings across a wide view in ``frames`` frames (with motion blur), then holds."""
+    ramp = f"clip((n-{start_frame})/{frames},0,1)"
+    return (f"{source},scale=iw*3:ih,crop=w=iw/3:h=ih:x='(iw-ow)*{ramp}':y=0,tmix=frames=3")
+
+
+def photo_source(path: Path | str, scale: float = 1.0) -> str:
+    """A lavfi source that shows the still picture at ``path`` forever (film it with the camera helpers)."""
+    return (f"movie='{path}',loop=loop=-1:size=1,setpts=N/{{fps}}/TB,format=rgb24,"
+            f"scale={{w}}*{scale:g}:{{h}}*{scale:g}")
+
+
 def make_timeline(
     path: Path,
     shots: list[Shot],
@@ -174,7 +217,7 @@ def make_timeline(
             boundaries.append(Boundary("cut", length, length))
             length += shot.frames
         else:
-            kind = {"dissolve": "dissolve", "fade": "fadeblack"}[tr.kind]
+            kind = {"dissolve": "dissolve", "fade": "fadeblack"}.get(tr.kind, tr.kind)
             offset = length - tr.frames
             parts.append(
                 f"[{label}][v{i}]xfade=transition={kind}:duration={tr.frames / fps}:"

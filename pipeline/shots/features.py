@@ -17,8 +17,12 @@ _GRID_BLOCK = 4
 _GRID_SCALE = 3.0 / 255.0
 
 
-def frame_features(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(histograms n x 64 summing to 1, luma grids n x cells) for ``frames`` (n x h x w x 3 uint8)."""
+def frame_features(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(histograms n x 64 summing to 1, luma grids n x cells, luma images n x h x w) for ``frames`` (n x h x w x 3 uint8).
+
+    The luma images let the detector check candidate boundaries for
+    structural continuity (pipeline.shots.continuity).
+    """
     n, h, w, _ = frames.shape
     q = frames >> 6
     idx = (q[..., 0].astype(np.int32) << 4) | (q[..., 1].astype(np.int32) << 2) | q[..., 2]
@@ -30,7 +34,7 @@ def frame_features(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     f = frames[:, : gh * bh, : gw * bw].astype(np.float32)
     luma = f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114
     grid = luma.reshape(n, gh, bh, gw, bw).mean(axis=(2, 4)).reshape(n, gh * gw)
-    return hist, grid
+    return hist, grid, luma
 
 
 def hist_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
