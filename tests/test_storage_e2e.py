@@ -228,3 +228,32 @@ def test_reembed_and_sheet_read_frames_from_s3(three_scene_video, clip_env, db_s
     sheet = runner.invoke(cli, ["sheet", str(vid), "-o", str(out), "--owner", str(OWNER)], catch_exceptions=False)
     assert sheet.exit_code == 0, sheet.output
     assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_api_serves_frames_from_s3(db_conn, clip_env, three_scene_video, s3_url, monkeypatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from pipeline.config import load_settings
+    from tests.fixtures.api import OWNER_A, OWNER_B, make_tenant
+    from worker.api import create_app
+
+    monkeypatch.setenv("VIDX_STORAGE_URL", s3_url)
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:9/0")
+    settings = load_settings()
+    a = make_tenant(db_conn, OWNER_A, three_scene_video, settings)
+    b = make_tenant(db_conn, OWNER_B, three_scene_video, settings)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        path = f"/v1/scenes/{a.scene_ids[1]}/frame.jpg"
+        frame = client.get(path, headers=a.headers)
+        assert frame.status_code == 200 and frame.content.startswith(JPEG_MAGIC)
+        again = client.get(path, headers={**a.headers, "If-None-Match": frame.headers["etag"]})
+        assert again.status_code == 304
+        assert client.get(path, headers=b.headers).status_code == 404  # another owner's scene
+        # the bucket refusing the credentials is a 503 with one line, not a missing frame
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+        from pipeline.storage.s3 import _cached_client
+
+        _cached_client.cache_clear()
+        refused = client.get(path, headers=a.headers)
+        assert refused.status_code == 503, refused.text
+        assert "wrong-secret" not in refused.text
