@@ -257,3 +257,16 @@ def test_api_serves_frames_from_s3(db_conn, clip_env, three_scene_video, s3_url,
         refused = client.get(path, headers=a.headers)
         assert refused.status_code == 503, refused.text
         assert "wrong-secret" not in refused.text
+
+
+def test_health_checks_the_bucket(broker_url, clean_database_url, s3_url, s3_server, tmp_path) -> None:
+    env = _s3_worker_env(broker_url, clean_database_url, tmp_path / "h", s3_server, s3_url)
+    proc = run_vidx(env, "health", "--skip-model", "--json", check=False)
+    checks = {c["check"]: c for c in json.loads(proc.stdout)}
+    assert proc.returncode == 0 and checks["storage"]["ok"], proc.stdout
+    assert s3_url in checks["storage"]["detail"]
+    bad = {**env, "AWS_SECRET_ACCESS_KEY": "wrong-secret"}
+    proc = run_vidx(bad, "health", "--skip-model", check=False)
+    storage_line = next(line for line in proc.stdout.splitlines() if line.startswith("storage"))
+    assert proc.returncode == 1 and "FAILING" in storage_line and "refused the credentials" in storage_line
+    assert "wrong-secret" not in proc.stdout + proc.stderr

@@ -128,6 +128,12 @@ class S3Store:
             request = {"Objects": [{"Key": k} for k in batch[i:i + 1000]], "Quiet": True}
             self._call(partial(self.client.delete_objects, Bucket=self.location.bucket, Delete=request))
 
+    def probe(self) -> str:
+        """One cheap authenticated request (list one key under the prefix), for ``vidx health``."""
+        self._call(lambda: self.client.list_objects_v2(
+            Bucket=self.location.bucket, Prefix=self.location.key(""), MaxKeys=1))
+        return f"{self.location} at {endpoint_label(self.client)}"
+
     def abort_uploads(self, prefix: str) -> int:
         """Abort multipart uploads a killed writer left under ``prefix`` (they cost storage, unseen)."""
         listing = self._call(lambda: self.client.list_multipart_uploads(Bucket=self.location.bucket, Prefix=prefix))

@@ -169,6 +169,15 @@ def check_model(settings: Settings) -> str:
     return f"{settings.clip_model_name} loaded" + (f" ({dim}-d)" if dim else "")
 
 
+def check_storage(settings: Settings) -> str:
+    """Issue 15: the bucket answers and accepts the credentials (only with VIDX_STORAGE_URL)."""
+    from pipeline.storage import open_store
+    from pipeline.storage.s3 import S3Store
+
+    store = open_store(settings)
+    return store.probe() if isinstance(store, S3Store) else str(settings.sidecar_dir)
+
+
 @click.command("health")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 @click.option(
@@ -178,10 +187,12 @@ def check_model(settings: Settings) -> str:
 )
 @handle_errors
 def health_command(as_json: bool, skip_model: bool) -> None:
-    """Check the database, the broker and the CLIP model; exit 1 if any fails."""
+    """Check the database, the broker, object storage (when configured) and the CLIP model; exit 1 if any fails."""
     settings = get_settings()
     results = []
     checks = [("database", check_database), ("broker", check_broker)]
+    if settings.storage_url:
+        checks.append(("storage", check_storage))
     if not skip_model:
         checks.append(("model", check_model))
     for name, check in checks:
