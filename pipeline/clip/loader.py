@@ -14,7 +14,9 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import open_clip
 import torch
@@ -80,11 +82,28 @@ def _tokenizer(name: str):
     return open_clip.get_tokenizer(name)
 
 
-def _embedding_width(model: torch.nn.Module, input_size: tuple[int, int], device: str, dtype: torch.dtype) -> int:
+def _embedding_width(
+    encode: Callable[[torch.Tensor], torch.Tensor], input_size: tuple[int, int], device: str, dtype: torch.dtype
+) -> int:
     """Width of the image embedding, measured by one forward pass on a blank image (also a warm-up)."""
     with torch.inference_mode():
         blank = torch.zeros(1, 3, *input_size, device=device, dtype=dtype)
-        return int(model.encode_image(blank).shape[-1])  # type: ignore[operator]  # open_clip is untyped
+        return int(encode(blank).shape[-1])
+
+
+def _lean_image_tower(
+    settings: Settings, name: str, device: str, precision: str, create_kwargs: dict[str, Any]
+) -> tuple[torch.nn.Module, Callable[[Any], torch.Tensor], dict[str, Any]] | None:
+    """The checkpoint's image tower without a second copy of its weights, or None to load the usual way."""
+    if settings.clip_checkpoint is None:
+        return None
+    from pipeline.clip.lean_load import LeanLoadUnsupported, load_image_tower
+
+    try:
+        return load_image_tower(Path(settings.clip_checkpoint), name, device, precision, create_kwargs)
+    except LeanLoadUnsupported as exc:
+        log.info("clip_lean_load_unsupported", model=name, reason=first_line(exc))
+        return None
 
 
 def load_clip(settings: Settings, device: str | None = None, *, text: bool = True) -> ClipModel:
@@ -111,35 +130,42 @@ def _load(settings: Settings, device: str | None, text: bool) -> ClipModel:
 
     tag_cfg = open_clip.get_pretrained_cfg(name, settings.clip_pretrained) or {}
     precision = "fp16" if device == "cuda" else "fp32"
-    model, _, transform = open_clip.create_model_and_transforms(
-        name,
-        pretrained=weights_label(settings),
-        device=device,
-        precision=precision,
-        cache_dir=str(settings.clip_cache_dir),
-        force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
+    create_kwargs: dict[str, Any] = {
+        "force_quick_gelu": bool(tag_cfg.get("quick_gelu", False)),
         **{f"image_{k}": tag_cfg[k] for k in _PREPROCESS_KEYS if k in tag_cfg},
-        require_pretrained=True,
-    )
-    model.eval()
-    preprocess_cfg = open_clip.get_model_preprocess_cfg(model)
+    }
+    tower = _lean_image_tower(settings, name, device, precision, create_kwargs) if not text else None
+    if tower is not None:  # a worker: the image tower only, weights memory-mapped (pipeline/clip/lean_load.py)
+        kept, transform, preprocess_cfg = tower
+        image_encoder, text_encoder = kept, None
+    else:
+        model, _, transform = open_clip.create_model_and_transforms(
+            name,
+            pretrained=weights_label(settings),
+            device=device,
+            precision=precision,
+            cache_dir=str(settings.clip_cache_dir),
+            **create_kwargs,
+            require_pretrained=True,
+        )
+        model.eval()
+        preprocess_cfg = open_clip.get_model_preprocess_cfg(model)
+        image_encoder, text_encoder, kept = model.encode_image, model.encode_text, model
+        if not text and type(model) in (open_clip.CLIP, open_clip.CustomTextCLIP):
+            # their encode_image is exactly visual(x); drop every reference to the text tower
+            kept = model.visual
+            image_encoder, text_encoder = model.visual, None
+            del model
     size = preprocess_cfg.get("size", 224)
     input_size = (size, size) if isinstance(size, int) else tuple(size)
-    dtype = next(model.parameters()).dtype
+    dtype = next(kept.parameters()).dtype
 
-    width = _embedding_width(model, input_size, device, dtype)
+    width = _embedding_width(image_encoder, input_size, device, dtype)
     if width != EMBEDDING_DIM:
         raise ClipUnavailableError(
             f"{MODEL_LOAD_PREFIX}{name} makes {width}-d embeddings but the database column is "
             f"vector({EMBEDDING_DIM}); use a {EMBEDDING_DIM}-d model"
         )
-
-    image_encoder, text_encoder, kept = model.encode_image, model.encode_text, model
-    if not text and type(model) in (open_clip.CLIP, open_clip.CustomTextCLIP):
-        # their encode_image is exactly visual(x); drop every reference to the text tower
-        kept = model.visual
-        image_encoder, text_encoder = model.visual, None
-        del model
 
     release_free_memory()  # the checkpoint's state dict and any dropped tower
 
