@@ -18,11 +18,13 @@ from uuid import UUID
 import cv2
 import numpy as np
 
+from pipeline.clip import FrameToEmbed
 from pipeline.config import Settings
+from pipeline.embed_stream import OverlappedEmbedding
 from pipeline.errors import ProcessingError
 from pipeline.log import get_logger
 from pipeline.sidecar import SidecarStaging, build_sidecar, frame_filename
-from pipeline.types import DetectedScene, ProbeResult, SceneRecord
+from pipeline.types import DetectedScene, EmbeddingResult, ProbeResult, SceneRecord
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -105,12 +107,13 @@ def _best_frame_record(scene: DetectedScene, staging: SidecarStaging) -> SceneRe
     )
 
 
-def _embed(records: list[SceneRecord], staging: SidecarStaging, settings: Settings) -> None:
-    """Fill each record's embedding and metadata (failures become NULL + reason)."""
-    from pipeline.clip import FrameToEmbed, embed_frames
+def _frame_to_embed(record: SceneRecord, staging: SidecarStaging) -> FrameToEmbed:
+    """The staged best-frame JPEG of ``record``, as the CLIP stage takes it."""
+    return FrameToEmbed(staging.path / Path(record.frame_path).name, record.frame_quality)
 
-    frames = [FrameToEmbed(staging.path / Path(r.frame_path).name, r.frame_quality) for r in records]
-    results = embed_frames(frames, settings)
+
+def _apply_embeddings(records: list[SceneRecord], results: list[EmbeddingResult]) -> None:
+    """Fill each record's embedding and metadata (failures are NULL + reason already)."""
     for record, result in zip(records, results, strict=True):
         record.embedding = result.vector
         record.visual_clip_metadata = {**result.metadata, "frame_path": record.frame_path}
@@ -165,17 +168,21 @@ def index_video(
         width=probe.width, height=probe.height, codec=probe.codec,
     )
 
-    with SidecarStaging(settings.sidecar_dir, video_id) as staging:
-        records = [
-            _best_frame_record(scene, staging)
-            for scene in detect_scenes(source, probe, settings, on_progress=lambda f: progress("scenes", f))
-        ]
+    # --- issue 13: CLIP overlaps decoding (pipeline/embed_stream.py): the model loads and closed
+    # scenes are embedded while decoding goes on; only the last partial batch is left for "embed".
+    with SidecarStaging(settings.sidecar_dir, video_id) as staging, OverlappedEmbedding(settings) as embedding:
+        records = []
+        for scene in detect_scenes(source, probe, settings, on_progress=lambda f: progress("scenes", f)):
+            records.append(_best_frame_record(scene, staging))
+            embedding.add(_frame_to_embed(records[-1], staging))
         t = lap("scenes", t)
         progress("scenes", 1.0)
         log.info("video.scenes", scenes=len(records))
 
-        _embed(records, staging, settings)
+        _apply_embeddings(records, embedding.results())
         t = lap("embed", t)
+        timing["embed_busy_ms"] = embedding.busy_ms
+        # --- end issue 13 hook
         progress("embed", 1.0)
         embedded = sum(r.embedding is not None for r in records)
         log.info("video.embedded", scenes=len(records), embedded=embedded)
