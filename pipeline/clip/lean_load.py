@@ -95,6 +95,19 @@ class _SafetensorsView(Mapping[str, torch.Tensor]):
         return len(self._keys)
 
 
+def describe_model(
+    name: str, precision: str, create_kwargs: dict[str, Any]
+) -> tuple[torch.nn.Module, Callable[[Any], torch.Tensor], dict[str, Any]]:
+    """(the model on ``meta``: shapes and dtypes, no memory; eval transform; preprocess cfg)."""
+    with torch.device("meta"), _no_random_init_warning():
+        model, _, transform = open_clip.create_model_and_transforms(
+            name, pretrained=None, load_weights=False, device="meta", precision=precision, **create_kwargs
+        )
+    if not isinstance(model, open_clip.CLIP | open_clip.CustomTextCLIP):
+        raise LeanLoadUnsupported(f"{type(model).__name__} models load through open_clip")
+    return model, transform, open_clip.get_model_preprocess_cfg(model)
+
+
 def load_image_tower(
     checkpoint: Path, name: str, device: str, precision: str, create_kwargs: dict[str, Any]
 ) -> tuple[torch.nn.Module, Callable[[Any], torch.Tensor], dict[str, Any]]:
@@ -105,21 +118,15 @@ def load_image_tower(
     tower and transform are the same. Raises :class:`LeanLoadUnsupported` when
     the checkpoint or architecture needs open_clip's own loading.
     """
-    with torch.device("meta"), _no_random_init_warning():
-        model, _, transform = open_clip.create_model_and_transforms(
-            name, pretrained=None, load_weights=False, device="meta", precision=precision, **create_kwargs
-        )
-    if not isinstance(model, open_clip.CLIP | open_clip.CustomTextCLIP):
-        raise LeanLoadUnsupported(f"{type(model).__name__} models load through open_clip")
-    preprocess_cfg = open_clip.get_model_preprocess_cfg(model)
-    wanted = model.visual.state_dict()  # meta tensors: each key's shape and dtype, no memory
+    model, transform, preprocess_cfg = describe_model(name, precision, create_kwargs)
+    wanted = model.visual.state_dict()  # type: ignore[union-attr]  # meta tensors: each key's shape and dtype, no memory
 
     state = _mapped_state_dict(checkpoint)
     if not any(k.startswith(VISUAL_PREFIX) for k in state):
         state = dict(convert_state_dict(model, dict(state)))  # a third-party layout: open_clip renames it
     visual = {k: state[k] for k in state if k.startswith(VISUAL_PREFIX)}
     resize_pos_embed(visual, model)  # only when the checkpoint's grid differs from the model's
-    tower = model.visual
+    tower: torch.nn.Module = model.visual  # type: ignore[assignment]  # open_clip is untyped
     del model, state  # the text tower never existed beyond meta; its file pages were never read
 
     tensors = {}

@@ -21,6 +21,7 @@ from typing import Any
 import open_clip
 import torch
 
+from pipeline.clip.backends import TORCH, choose_backend
 from pipeline.clip.errors import MODEL_LOAD_PREFIX, ClipUnavailableError
 from pipeline.clip.frames import weights_label
 from pipeline.clip.memory import release_free_memory
@@ -91,6 +92,24 @@ def _embedding_width(
         return int(encode(blank).shape[-1])
 
 
+def _runtime_image_tower(
+    settings: Settings, name: str, backend: str, precision: str, create_kwargs: dict[str, Any]
+) -> tuple[torch.nn.Module, Callable[[Any], torch.Tensor], dict[str, Any]] | None:
+    """The image tower on ONNX Runtime / OpenVINO (exported and cached at first use), or None to use torch."""
+    import subprocess
+
+    from pipeline.clip.backends.runtime_tower import load_runtime_tower
+    from pipeline.clip.lean_load import LeanLoadUnsupported, describe_model
+
+    try:
+        _, transform, preprocess_cfg = describe_model(name, precision, create_kwargs)
+        return load_runtime_tower(settings, backend, create_kwargs), transform, preprocess_cfg
+    except (ImportError, OSError, RuntimeError, ValueError, subprocess.SubprocessError, LeanLoadUnsupported) as exc:
+        log.warning("clip_backend_unavailable_using_torch", backend=backend, model=name,
+                    error=f"{type(exc).__name__}: {first_line(exc)}")
+        return None
+
+
 def _lean_image_tower(
     settings: Settings, name: str, device: str, precision: str, create_kwargs: dict[str, Any]
 ) -> tuple[torch.nn.Module, Callable[[Any], torch.Tensor], dict[str, Any]] | None:
@@ -134,8 +153,12 @@ def _load(settings: Settings, device: str | None, text: bool) -> ClipModel:
         "force_quick_gelu": bool(tag_cfg.get("quick_gelu", False)),
         **{f"image_{k}": tag_cfg[k] for k in _PREPROCESS_KEYS if k in tag_cfg},
     }
-    tower = _lean_image_tower(settings, name, device, precision, create_kwargs) if not text else None
-    if tower is not None:  # a worker: the image tower only, weights memory-mapped (pipeline/clip/lean_load.py)
+    backend = choose_backend(settings.clip_backend, device) if not text else TORCH
+    tower = _runtime_image_tower(settings, name, backend, precision, create_kwargs) if backend != TORCH else None
+    if tower is None:
+        backend = TORCH
+        tower = _lean_image_tower(settings, name, device, precision, create_kwargs) if not text else None
+    if tower is not None:  # a worker: the image tower only, on its backend (pipeline/clip/backends/) or memory-mapped
         kept, transform, preprocess_cfg = tower
         image_encoder, text_encoder = kept, None
     else:
@@ -158,7 +181,7 @@ def _load(settings: Settings, device: str | None, text: bool) -> ClipModel:
             del model
     size = preprocess_cfg.get("size", 224)
     input_size = (size, size) if isinstance(size, int) else tuple(size)
-    dtype = next(kept.parameters()).dtype
+    dtype = next(iter(kept.parameters()), torch.zeros(0)).dtype  # a runtime tower has no torch parameters: fp32
 
     width = _embedding_width(image_encoder, input_size, device, dtype)
     if width != EMBEDDING_DIM:
@@ -188,6 +211,6 @@ def _load(settings: Settings, device: str | None, text: bool) -> ClipModel:
         make_cpu_twin=(lambda: load_clip(settings, device="cpu", text=text)) if device != "cpu" else None,
     )
     if settings.clip_debug_log:
-        log.info("clip_model_loaded", model=name, pretrained=loaded.pretrained, device=device,
+        log.info("clip_model_loaded", model=name, pretrained=loaded.pretrained, device=device, backend=backend,
                  precision=precision, embed_dim=width, text_tower=loaded.has_text, load_ms=round(load_ms, 1))
     return loaded
