@@ -122,3 +122,23 @@ def test_a_failed_export_falls_back_to_torch(clip_env, frames, monkeypatch):
     got = _vectors(settings, frames)
     assert not isinstance(get_model(settings, text=False).model, RuntimeImageTower)
     assert np.array_equal(expected, got)
+
+
+def test_a_worker_on_the_export_never_imports_open_clip_or_torchvision(clip_env, frames, tmp_path):
+    """~0.24 GB of RSS: only the export child (once) imports them."""
+    import os
+    import subprocess
+    import sys
+
+    _vectors(clip_env.settings(clip_backend="onnx"), frames)  # the export exists now
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from pipeline.clip import FrameToEmbed, embed_frames\n"
+        "from pipeline.config import load_settings\n"
+        f"(r,) = embed_frames([FrameToEmbed(Path({str(frames[0].path)!r}), {{}})], load_settings())\n"
+        "assert r.vector is not None, r.metadata['error']\n"
+        "assert 'open_clip' not in sys.modules and 'torchvision' not in sys.modules, 'imported'\n"
+    )
+    env = {**os.environ, "CLIP_BACKEND": "onnx", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]

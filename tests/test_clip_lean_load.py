@@ -81,7 +81,7 @@ def test_worker_embeddings_equal_the_full_models(clip_env, tmp_path, monkeypatch
 
     image = tmp_path / "frame.jpg"
     Image.fromarray(np.random.default_rng(3).integers(0, 256, (90, 160, 3), dtype=np.uint8)).save(image)
-    settings = clip_env.settings()
+    settings = clip_env.settings(clip_backend="torch")
     (worker,) = embed_frames([FrameToEmbed(image, {})], settings)  # image tower only: the lean path
     reset_model()
     encode_text(["load the whole model"], settings)  # a full model in this process now

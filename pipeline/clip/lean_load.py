@@ -7,7 +7,8 @@ process that keeps ~0.35 GB of image tower. Here the model is built on the
 ``meta`` device (no memory, no random init), the checkpoint is memory-mapped
 (``torch.load(mmap=True)``; safetensors read tensor by tensor) and only the
 ``visual.*`` tensors are assigned into the tower, without copying when dtype
-and device already match. Text-tower pages of the file are never touched.
+and device already match. Text-tower pages of the file are never touched. open_clip is imported only
+when a function here is called.
 
 The mapped pages are the file's own (page cache): they count in RSS only
 once read, are shared by every worker process on the machine, and the kernel
@@ -24,16 +25,25 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-import open_clip
 import torch
-from open_clip.convert import convert_state_dict
-from open_clip.model import resize_pos_embed
 
 from pipeline.log import get_logger
 
 log = get_logger(__name__)
 
 VISUAL_PREFIX = "visual."
+_PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
+
+
+def open_clip_create_kwargs(name: str, pretrained: str) -> dict[str, Any]:
+    """What the pretrained tag says about its weights: activation (QuickGELU) and image normalisation."""
+    import open_clip
+
+    tag_cfg = open_clip.get_pretrained_cfg(name, pretrained) or {}
+    return {
+        "force_quick_gelu": bool(tag_cfg.get("quick_gelu", False)),
+        **{f"image_{k}": tag_cfg[k] for k in _PREPROCESS_KEYS if k in tag_cfg},
+    }
 
 
 class _NoRandomInitWarning(logging.Filter):
@@ -99,6 +109,8 @@ def describe_model(
     name: str, precision: str, create_kwargs: dict[str, Any]
 ) -> tuple[torch.nn.Module, Callable[[Any], torch.Tensor], dict[str, Any]]:
     """(the model on ``meta``: shapes and dtypes, no memory; eval transform; preprocess cfg)."""
+    import open_clip
+
     with torch.device("meta"), _no_random_init_warning():
         model, _, transform = open_clip.create_model_and_transforms(
             name, pretrained=None, load_weights=False, device="meta", precision=precision, **create_kwargs
@@ -118,6 +130,9 @@ def load_image_tower(
     tower and transform are the same. Raises :class:`LeanLoadUnsupported` when
     the checkpoint or architecture needs open_clip's own loading.
     """
+    from open_clip.convert import convert_state_dict
+    from open_clip.model import resize_pos_embed
+
     model, transform, preprocess_cfg = describe_model(name, precision, create_kwargs)
     wanted = model.visual.state_dict()  # type: ignore[union-attr]  # meta tensors: each key's shape and dtype, no memory
 

@@ -27,7 +27,7 @@ from pipeline.log import get_logger
 
 log = get_logger(__name__)
 
-EXPORT_FORMAT = 1  # bump when the export itself changes (opset, layout, checks)
+EXPORT_FORMAT = 2  # bump when the export itself changes (opset, layout, checks)
 _CHUNK = 8 << 20
 
 

@@ -20,28 +20,31 @@ import warnings
 from pathlib import Path
 
 ONNX_FILE = "image_tower.onnx"
+PREPROCESS_FILE = "preprocess.json"  # the model's preprocess config: the worker's transform (backends/transform.py)
 OPSET = 17
 MIN_COSINE = 0.9999
 
 
-def build_tower(model_name: str, pretrained: str, checkpoint: Path | None, cache_dir: Path, create_kwargs: dict):
-    """The torch image tower (fp32, CPU) and its input size, from the weights the worker would use."""
+def build_tower(model_name: str, pretrained: str, checkpoint: Path | None, cache_dir: Path):
+    """The torch image tower (fp32, CPU) and its preprocess config, from the weights the worker would use."""
     import open_clip
+
+    from pipeline.clip.lean_load import LeanLoadUnsupported, load_image_tower, open_clip_create_kwargs
 
     if checkpoint is not None:
         config = checkpoint.parent / f"{model_name}.json"
         if config.is_file():
             open_clip.add_model_config(config)
-        from pipeline.clip.lean_load import LeanLoadUnsupported, load_image_tower
-
+    create_kwargs = open_clip_create_kwargs(model_name, pretrained)
+    if checkpoint is not None:
         try:
             tower, _, cfg = load_image_tower(checkpoint, model_name, "cpu", "fp32", create_kwargs)
-            return tower, cfg.get("size", 224)
+            return tower, cfg
         except LeanLoadUnsupported:
             pass
     model = open_clip.create_model(model_name, pretrained=str(checkpoint or pretrained), cache_dir=str(cache_dir),
                                    require_pretrained=True, **create_kwargs)
-    return model.visual.eval(), open_clip.get_model_preprocess_cfg(model).get("size", 224)
+    return model.visual.eval(), open_clip.get_model_preprocess_cfg(model)
 
 
 def export(tower, size, out_dir: Path) -> Path:
@@ -89,17 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrained", required=True)
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--cache-dir", type=Path, required=True)
-    parser.add_argument("--create-kwargs", default="{}", help="JSON: open_clip keyword arguments (activation, ...)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    tower, size = build_tower(args.model, args.pretrained, args.checkpoint, args.cache_dir,
-                              json.loads(args.create_kwargs))
+    tower, cfg = build_tower(args.model, args.pretrained, args.checkpoint, args.cache_dir)
+    size = cfg.get("size", 224)
     path = export(tower, size, args.out)
     cosine = check_equal(tower, size, path)
     if cosine < MIN_COSINE:
         print(f"export refused: ONNX Runtime differs from torch (cosine {cosine:.6f} < {MIN_COSINE})", file=sys.stderr)
         return 3
+    (args.out / PREPROCESS_FILE).write_text(json.dumps(cfg))
     (args.out / "export.json").write_text(json.dumps({"model": args.model, "min_cosine_vs_torch": cosine}))
     return 0
 

@@ -20,7 +20,8 @@ import torch
 
 from pipeline.clip.backends import ONNX, OPENVINO
 from pipeline.clip.backends.export_cache import cached_export, export_key
-from pipeline.clip.backends.onnx_export import ONNX_FILE
+from pipeline.clip.backends.onnx_export import ONNX_FILE, PREPROCESS_FILE
+from pipeline.clip.backends.transform import eval_transform
 from pipeline.config import Settings
 from pipeline.log import get_logger
 
@@ -76,10 +77,9 @@ def _openvino(path: Path, threads: int | None) -> Callable[[np.ndarray], np.ndar
     return lambda pixels: compiled(pixels)[0]
 
 
-def _export_in_child(settings: Settings, create_kwargs: dict[str, Any], out_dir: Path) -> None:
+def _export_in_child(settings: Settings, out_dir: Path) -> None:
     cmd = [sys.executable, "-m", "pipeline.clip.backends.onnx_export", "--model", settings.clip_model_name,
-           "--pretrained", settings.clip_pretrained, "--cache-dir", str(settings.clip_cache_dir),
-           "--create-kwargs", json.dumps(create_kwargs), "--out", str(out_dir)]
+           "--pretrained", settings.clip_pretrained, "--cache-dir", str(settings.clip_cache_dir), "--out", str(out_dir)]
     if settings.clip_checkpoint is not None:
         cmd += ["--checkpoint", str(settings.clip_checkpoint)]
     env = dict(os.environ)
@@ -90,16 +90,21 @@ def _export_in_child(settings: Settings, create_kwargs: dict[str, Any], out_dir:
         raise RuntimeError(f"ONNX export failed ({proc.returncode}): {lines[-1] if lines else 'no output'}")
 
 
-def load_runtime_tower(settings: Settings, backend: str, create_kwargs: dict[str, Any]) -> RuntimeImageTower:
-    """The image tower on ``backend`` (onnx or openvino), exporting it first when no cached export fits.
+def load_runtime_tower(
+    settings: Settings, backend: str
+) -> tuple[RuntimeImageTower, Callable[[Any], torch.Tensor], dict[str, Any]]:
+    """(image tower on ``backend``, eval transform, preprocess cfg), exporting first when no cached export fits.
 
-    Raises ImportError, OSError, RuntimeError, ValueError or subprocess errors (runtime missing, export
-    refused or failed, unreadable export): the caller falls back to torch.
+    Imports neither open_clip nor torchvision. Raises ImportError, OSError, RuntimeError, ValueError or
+    subprocess errors (runtime missing, export refused or failed, unreadable export): the caller falls
+    back to torch.
     """
     if backend not in (ONNX, OPENVINO):
         raise ValueError(f"unknown backend {backend!r}")
     key = export_key(settings, _backend_version(backend))
-    directory = cached_export(settings, key, lambda tmp: _export_in_child(settings, create_kwargs, tmp))
-    path = directory / ONNX_FILE
+    directory = cached_export(settings, key, lambda tmp: _export_in_child(settings, tmp))
+    preprocess_cfg = json.loads((directory / PREPROCESS_FILE).read_text())
+    transform = eval_transform(preprocess_cfg)
     make = _onnx_runtime if backend == ONNX else _openvino
-    return RuntimeImageTower(make(path, settings.clip_cpu_threads), backend, path)
+    tower = RuntimeImageTower(make(directory / ONNX_FILE, settings.clip_cpu_threads), backend, directory / ONNX_FILE)
+    return tower, transform, preprocess_cfg
