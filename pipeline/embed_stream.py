@@ -37,8 +37,9 @@ _JOIN_POLL_S = 0.5  # waits in short slices so signal handlers (Celery's soft ti
 class OverlappedEmbedding:
     """Scenes go in with :meth:`add` as they close; :meth:`results` returns one result per scene, in order.
 
-    Use as a context manager: leaving it because of an exception abandons the
-    work (the thread stops after its current batch; nothing is waited for).
+    Use as a context manager: leaving it because of an exception (or without
+    calling :meth:`results`) abandons the work: the thread stops after its
+    current batch, and nothing waits for it.
     """
 
     def __init__(self, settings: Settings, *, batch_size: int = BATCH_SIZE) -> None:
@@ -62,7 +63,7 @@ class OverlappedEmbedding:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc_type is not None:
+        if exc_type is not None or not self._closed:  # failed, or left without results(): stop the thread
             with self._cond:
                 self._abandoned = True
                 self._cond.notify_all()
