@@ -182,6 +182,13 @@ class Settings:
         "CLIP_CHECKPOINT", _existing_file, None, "Local weights file (no network); overrides CLIP_PRETRAINED."
     )
 
+    # --- end-to-end / CLIP backend (issue 13) ---
+    clip_backend: str = _env(
+        "CLIP_BACKEND", _choice("auto", "torch", "onnx", "openvino"), "auto",
+        "Image-tower runtime: auto (ONNX Runtime on CPU when installed, else torch; torch on CUDA), "
+        "torch, onnx or openvino. The export is made from the same weights at first use and cached.",
+    )
+
     # --- storage and queue ---
     database_url: str | None = _env(
         "DATABASE_URL",

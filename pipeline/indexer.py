@@ -27,13 +27,15 @@ import cv2
 import numpy as np
 
 from pipeline.config import Settings
+from pipeline.embed_stream import OverlappedEmbedding
 from pipeline.errors import ProcessingError
 from pipeline.log import get_logger
+from pipeline.multiframe import frames_to_embed
 from pipeline.sidecar import SidecarStaging, build_sidecar, frame_filename
 from pipeline.storage import open_staging
 from pipeline.storage.versions import ObjectStaging
 from pipeline.store.videos import Lease, RunEnd
-from pipeline.types import DetectedScene, ProbeResult, SceneRecord
+from pipeline.types import DetectedScene, EmbeddingResult, ProbeResult, SceneRecord
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -132,13 +134,17 @@ def _best_frame_record(
     )
 
 
-def _embed(records: list[SceneRecord], staging: SidecarStaging | ObjectStaging, settings: Settings) -> None:
-    """Fill each record's embedding and metadata (failures become NULL + reason)."""
+def _apply_embeddings(records: list[SceneRecord], frame_results: list[EmbeddingResult], settings: Settings) -> None:
+    """Fill each record's embedding, model identity and metadata (failures are NULL + reason already).
+
+    ``frame_results`` holds one result per embedded frame (issue 14: a scene may embed
+    several, pooled here); labels and description follow from the vector.
+    """
     from pipeline.clip.identity import model_identity
-    from pipeline.multiframe import embed_records
+    from pipeline.multiframe import scene_results
     from pipeline.understand import understand_records
 
-    results = embed_records(records, staging.path, settings)  # issue 14: pooled when a scene lists frames
+    results = scene_results(records, frame_results, settings)
     identity = model_identity(settings) if any(r.vector is not None for r in results) else None
     for record, result in zip(records, results, strict=True):
         record.embedding = result.vector
@@ -206,17 +212,22 @@ def index_video(
         lease = claim_after_probe(probe) or lease
 
     outcome = RunEnd.FINISHED
-    with open_staging(settings, video_id) as staging:
-        records = [
-            _best_frame_record(scene, staging, settings)
-            for scene in detect_scenes(source, probe, settings, on_progress=lambda f: progress("scenes", f))
-        ]
+    # --- issue 13: CLIP overlaps decoding (pipeline/embed_stream.py): the model loads and closed
+    # scenes are embedded while decoding goes on; only the last partial batch is left for "embed".
+    with open_staging(settings, video_id) as staging, OverlappedEmbedding(settings) as embedding:
+        records = []
+        for scene in detect_scenes(source, probe, settings, on_progress=lambda f: progress("scenes", f)):
+            records.append(_best_frame_record(scene, staging, settings))
+            for frame in frames_to_embed(records[-1], staging.path):
+                embedding.add(frame)
         t = lap("scenes", t)
         progress("scenes", 1.0)
         log.info("video.scenes", scenes=len(records))
 
-        _embed(records, staging, settings)
+        _apply_embeddings(records, embedding.results(), settings)
         t = lap("embed", t)
+        timing["embed_busy_ms"] = embedding.busy_ms
+        # --- end issue 13 hook
         progress("embed", 1.0)
         embedded = sum(r.embedding is not None for r in records)
         log.info("video.embedded", scenes=len(records), embedded=embedded)

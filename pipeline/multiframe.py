@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.clip.frames import FrameToEmbed
 from pipeline.config import Settings
 from pipeline.types import Candidate, EmbeddingResult, FrameQuality, SceneRecord
 
@@ -74,33 +75,44 @@ def frame_names(record: SceneRecord) -> list[str]:
     return [Path(record.frame_path).name]
 
 
-def embed_records(records: Sequence[SceneRecord], frames_dir: Path, settings: Settings) -> list[EmbeddingResult]:
-    """One result per scene: its frames embedded in one batched call, pooled when it has several.
+def frames_to_embed(record: SceneRecord, frames_dir: Path) -> list[FrameToEmbed]:
+    """The frames a scene embeds, in order: its best frame alone unless it lists ``frames``."""
+    qualities = [f.get("quality") or {} for f in record.frames] if record.frames else [record.frame_quality]
+    return [FrameToEmbed(Path(frames_dir) / name, quality)
+            for name, quality in zip(frame_names(record), qualities, strict=True)]
 
-    Each listed frame's vector is stored in ``record.frames[i]["embedding"]``.
+
+def scene_results(
+    records: Sequence[SceneRecord], results: Sequence[EmbeddingResult], settings: Settings
+) -> list[EmbeddingResult]:
+    """One result per scene from the flat per-frame ``results`` (in :func:`frames_to_embed` order).
+
+    Each listed frame's vector is stored in ``record.frames[i]["embedding"]``; a
+    scene with several frames gets their pooled mean.
     """
-    from pipeline.clip import FrameToEmbed, embed_frames
-
-    owners: list[int] = []
-    to_embed: list[FrameToEmbed] = []
-    for index, record in enumerate(records):
-        qualities = [f.get("quality") or {} for f in record.frames] if record.frames else [record.frame_quality]
-        for name, quality in zip(frame_names(record), qualities, strict=True):
-            owners.append(index)
-            to_embed.append(FrameToEmbed(Path(frames_dir) / name, quality))
-    results = embed_frames(to_embed, settings)
-    per_record: list[list[EmbeddingResult]] = [[] for _ in records]
-    for index, result in zip(owners, results, strict=True):
-        per_record[index].append(result)
-    out = []
-    for record, frame_results in zip(records, per_record, strict=True):
+    out: list[EmbeddingResult] = []
+    position = 0
+    for record in records:
+        count = len(record.frames) if record.frames else 1
+        frame_results = list(results[position:position + count])
+        position += count
         if record.frames:
             for frame, result in zip(record.frames, frame_results, strict=True):
                 frame["embedding"] = result.vector
             out.append(pool(frame_results, normalize=settings.clip_normalize))
         else:
             out.append(frame_results[0])
+    if position != len(results):
+        raise ValueError(f"{len(results)} frame results for {position} frames")
     return out
+
+
+def embed_records(records: Sequence[SceneRecord], frames_dir: Path, settings: Settings) -> list[EmbeddingResult]:
+    """One result per scene: all frames embedded in one batched call, pooled when a scene has several."""
+    from pipeline.clip import embed_frames
+
+    frames = [frame for record in records for frame in frames_to_embed(record, frames_dir)]
+    return scene_results(records, embed_frames(frames, settings), settings)
 
 
 def pool(results: Sequence[EmbeddingResult], *, normalize: bool = True) -> EmbeddingResult:

@@ -7,12 +7,12 @@
 # Usage (CI's external pass; needs the `pgbouncer` Debian package):
 #   eval "$(scripts/pooler.sh start)"   # prints `export DATABASE_URL=...` (through the pooler)
 #   scripts/pooler.sh stop
-# Knobs: VIDX_POOLER_DIR (state dir, default ${TMPDIR:-/tmp}/vidx-pooler-$UID).
+# Knobs: VIDX_POOLER_DIR (state dir, default .vidx/pooler in this checkout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PATH="$PATH:/usr/sbin"  # where Debian puts pgbouncer
-STATE=${VIDX_POOLER_DIR:-${TMPDIR:-/tmp}/vidx-pooler-$(id -u)}
+STATE=${VIDX_POOLER_DIR:-$PWD/.vidx/pooler}  # the repo's ignored state dir: never a predictable /tmp path
 PY=${VIDX_PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 log() { echo "[pooler] $*" >&2; }
@@ -29,7 +29,9 @@ u = urlsplit(os.environ["DATABASE_URL"])
 print(u.hostname or "127.0.0.1", u.port or 5432, u.username or "postgres")')
     [ -f "$STATE/pgbouncer.pid" ] && kill "$(cat "$STATE/pgbouncer.pid")" 2>/dev/null && sleep 0.5
     listen=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-    mkdir -p "$STATE"
+    [ -L "$STATE" ] && die "$STATE is a symbolic link: refusing it"
+    rm -rf "$STATE"   # a fresh private directory each start: nothing in it predates this run
+    mkdir -p "$(dirname "$STATE")" && mkdir -m 0700 "$STATE"
     # Run as a non-root user: pgbouncer refuses to run as root.
     owner=$(id -un); [ "$(id -u)" = "0" ] && owner=nobody
     chown "$owner" "$STATE" 2>/dev/null || true

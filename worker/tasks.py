@@ -218,11 +218,17 @@ def _fetch_source(stored: str, fetch_url: str | None) -> str:
 
 def _fail(conn: psycopg.Connection, lease: Lease, reason: str, *, kind: str) -> dict[str, Any]:
     """Final failure: recorded in the row (if the database lets us and the run still holds it), never retried."""
+    end = None
     try:
         end = videos.finish_failed(conn, lease, reason)
     except psycopg.Error as exc:
-        log.error("failure_not_recorded", error=one_line(exc))
-        end = None
+        # The soft limit arrives as a signal and can interrupt a query mid-flight ("another command is
+        # already in progress"), leaving ``conn`` unusable: record the failure on a fresh connection.
+        try:
+            with open_job_connection(worker_settings()) as fresh:
+                end = videos.finish_failed(fresh, lease, reason)
+        except (psycopg.Error, TransientError) as again:
+            log.error("failure_not_recorded", error=one_line(again), first_error=one_line(exc))
     log.error("job_failed", reason=reason, kind=kind, recorded=end.value if end else None)
     return {"video_id": str(lease.video_id), "outcome": VideoStatus.FAILED.value, "error": reason}
 

@@ -14,13 +14,16 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import open_clip
 import torch
 
+from pipeline.clip.backends import TORCH, choose_backend
 from pipeline.clip.errors import MODEL_LOAD_PREFIX, ClipUnavailableError
 from pipeline.clip.frames import weights_label
+from pipeline.clip.lean_load import open_clip_create_kwargs
 from pipeline.clip.memory import release_free_memory
 from pipeline.clip.model import ClipModel
 from pipeline.clip.runner import InferenceThread
@@ -32,7 +35,6 @@ from pipeline.types import EMBEDDING_DIM
 
 log = get_logger(__name__)
 
-_PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
 _registered_configs: set[Path] = set()
 
 
@@ -57,6 +59,8 @@ def resolve_device(requested: str) -> str:
 
 
 def _register_config_next_to_checkpoint(settings: Settings) -> None:
+    import open_clip
+
     if settings.clip_checkpoint is None:
         return
     config = Path(settings.clip_checkpoint).parent / f"{settings.clip_model_name}.json"
@@ -66,6 +70,8 @@ def _register_config_next_to_checkpoint(settings: Settings) -> None:
 
 
 def _check_model_name(name: str) -> None:
+    import open_clip
+
     if name.startswith(("hf-hub:", "local-dir:")):
         return
     if open_clip.get_model_config(name) is None:
@@ -78,14 +84,49 @@ def _check_model_name(name: str) -> None:
 @functools.lru_cache(maxsize=4)
 def _tokenizer(name: str):
     """open_clip's tokenizer for ``name``; stateless, so shared by reloads of the same model."""
+    import open_clip
+
     return open_clip.get_tokenizer(name)
 
 
-def _embedding_width(model: torch.nn.Module, input_size: tuple[int, int], device: str, dtype: torch.dtype) -> int:
+def _embedding_width(
+    encode: Callable[[torch.Tensor], torch.Tensor], input_size: tuple[int, int], device: str, dtype: torch.dtype
+) -> int:
     """Width of the image embedding, measured by one forward pass on a blank image (also a warm-up)."""
     with torch.inference_mode():
         blank = torch.zeros(1, 3, *input_size, device=device, dtype=dtype)
-        return int(model.encode_image(blank).shape[-1])  # type: ignore[operator]  # open_clip is untyped
+        return int(encode(blank).shape[-1])
+
+
+def _runtime_image_tower(
+    settings: Settings, name: str, backend: str
+) -> tuple[torch.nn.Module, Callable[[Any], torch.Tensor], dict[str, Any]] | None:
+    """The image tower on ONNX Runtime / OpenVINO (exported and cached at first use), or None to use torch."""
+    import subprocess
+
+    from pipeline.clip.backends.runtime_tower import load_runtime_tower
+
+    try:
+        return load_runtime_tower(settings, backend)
+    except (ImportError, OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
+        log.warning("clip_backend_unavailable_using_torch", backend=backend, model=name,
+                    error=f"{type(exc).__name__}: {first_line(exc)}")
+        return None
+
+
+def _lean_image_tower(
+    settings: Settings, name: str, device: str, precision: str, create_kwargs: dict[str, Any]
+) -> tuple[torch.nn.Module, Callable[[Any], torch.Tensor], dict[str, Any]] | None:
+    """The checkpoint's image tower without a second copy of its weights, or None to load the usual way."""
+    if settings.clip_checkpoint is None:
+        return None
+    from pipeline.clip.lean_load import LeanLoadUnsupported, load_image_tower
+
+    try:
+        return load_image_tower(Path(settings.clip_checkpoint), name, device, precision, create_kwargs)
+    except LeanLoadUnsupported as exc:
+        log.info("clip_lean_load_unsupported", model=name, reason=first_line(exc))
+        return None
 
 
 def load_clip(settings: Settings, device: str | None = None, *, text: bool = True) -> ClipModel:
@@ -109,41 +150,50 @@ def _load(settings: Settings, device: str | None, text: bool) -> ClipModel:
     if settings.clip_cpu_threads:
         torch.set_num_threads(settings.clip_cpu_threads)
     name = settings.clip_model_name
-    _register_config_next_to_checkpoint(settings)
-    _check_model_name(name)
     check_weights_available(settings)  # offline: one clear error in seconds, not a minute of retries
-
-    tag_cfg = open_clip.get_pretrained_cfg(name, settings.clip_pretrained) or {}
     precision = "fp16" if device == "cuda" else "fp32"
-    model, _, transform = open_clip.create_model_and_transforms(
-        name,
-        pretrained=weights_label(settings),
-        device=device,
-        precision=precision,
-        cache_dir=str(settings.clip_cache_dir),
-        force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
-        **{f"image_{k}": tag_cfg[k] for k in _PREPROCESS_KEYS if k in tag_cfg},
-        require_pretrained=True,
-    )
-    model.eval()
-    preprocess_cfg = open_clip.get_model_preprocess_cfg(model)
+    backend = choose_backend(settings.clip_backend, device) if not text else TORCH
+    # an exported backend needs neither open_clip nor torchvision in this process (~0.24 GB of RSS)
+    tower = _runtime_image_tower(settings, name, backend) if backend != TORCH else None
+    if tower is None:
+        import open_clip
+
+        backend = TORCH
+        _register_config_next_to_checkpoint(settings)
+        _check_model_name(name)
+        create_kwargs = open_clip_create_kwargs(name, settings.clip_pretrained)
+        tower = _lean_image_tower(settings, name, device, precision, create_kwargs) if not text else None
+    if tower is not None:  # a worker: the image tower only, on its backend (pipeline/clip/backends/) or memory-mapped
+        kept, transform, preprocess_cfg = tower
+        image_encoder, text_encoder = kept, None
+    else:
+        model, _, transform = open_clip.create_model_and_transforms(
+            name,
+            pretrained=weights_label(settings),
+            device=device,
+            precision=precision,
+            cache_dir=str(settings.clip_cache_dir),
+            **create_kwargs,
+            require_pretrained=True,
+        )
+        model.eval()
+        preprocess_cfg = open_clip.get_model_preprocess_cfg(model)
+        image_encoder, text_encoder, kept = model.encode_image, model.encode_text, model
+        if not text and type(model) in (open_clip.CLIP, open_clip.CustomTextCLIP):
+            # their encode_image is exactly visual(x); drop every reference to the text tower
+            kept = model.visual
+            image_encoder, text_encoder = model.visual, None
+            del model
     size = preprocess_cfg.get("size", 224)
     input_size = (size, size) if isinstance(size, int) else tuple(size)
-    dtype = next(model.parameters()).dtype
+    dtype = next(iter(kept.parameters()), torch.zeros(0)).dtype  # a runtime tower has no torch parameters: fp32
 
-    width = _embedding_width(model, input_size, device, dtype)
+    width = _embedding_width(image_encoder, input_size, device, dtype)
     if width != EMBEDDING_DIM:
         raise ClipUnavailableError(
             f"{MODEL_LOAD_PREFIX}{name} makes {width}-d embeddings but the database column is "
             f"vector({EMBEDDING_DIM}); use a {EMBEDDING_DIM}-d model"
         )
-
-    image_encoder, text_encoder, kept = model.encode_image, model.encode_text, model
-    if not text and type(model) in (open_clip.CLIP, open_clip.CustomTextCLIP):
-        # their encode_image is exactly visual(x); drop every reference to the text tower
-        kept = model.visual
-        image_encoder, text_encoder = model.visual, None
-        del model
 
     release_free_memory()  # the checkpoint's state dict and any dropped tower
 
@@ -166,6 +216,6 @@ def _load(settings: Settings, device: str | None, text: bool) -> ClipModel:
         make_cpu_twin=(lambda: load_clip(settings, device="cpu", text=text)) if device != "cpu" else None,
     )
     if settings.clip_debug_log:
-        log.info("clip_model_loaded", model=name, pretrained=loaded.pretrained, device=device,
+        log.info("clip_model_loaded", model=name, pretrained=loaded.pretrained, device=device, backend=backend,
                  precision=precision, embed_dim=width, text_tower=loaded.has_text, load_ms=round(load_ms, 1))
     return loaded

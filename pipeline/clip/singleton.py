@@ -44,7 +44,7 @@ _state = _State()
 def model_key(settings: Settings) -> tuple:
     """What identifies the model settings ask for; a different key replaces the loaded model."""
     return (settings.clip_model_name, weights_label(settings), settings.clip_pretrained,
-            settings.clip_device, str(settings.clip_cache_dir))
+            settings.clip_device, str(settings.clip_cache_dir), settings.clip_backend)
 
 
 def get_model(settings: Settings, *, text: bool = True) -> ClipModel:
