@@ -70,7 +70,7 @@ def _path(name: str, raw: str) -> Path:
 def _local_dir(name: str, raw: str) -> Path:
     """A local directory; a URL here is a mistake worth naming (object storage has its own variable)."""
     if "://" in raw:
-        raise ConfigError(name, raw, "a local directory (object storage: VIDX_STORAGE_URL=s3://bucket/prefix)")
+        raise ConfigError(name, raw, "a local directory or an s3://bucket/prefix location (also VIDX_STORAGE_URL)")
     return _path(name, raw)
 
 
@@ -351,13 +351,30 @@ class Settings:
         return replace(self, **changes)
 
 
+def _sidecar_location_alias(environ: Mapping[str, str]) -> Mapping[str, str]:
+    """The contract lets ``VIDX_SIDECAR_DIR`` name an ``s3://`` location: read it as ``VIDX_STORAGE_URL``.
+
+    Local staging then stays at the default (``VIDX_DATA_DIR/sidecars``). Two
+    different locations in the two variables are a mistake worth naming.
+    """
+    sidecar = (environ.get("VIDX_SIDECAR_DIR") or "").strip()
+    if not sidecar.lower().startswith("s3://"):
+        return environ
+    storage = (environ.get("VIDX_STORAGE_URL") or "").strip()
+    if storage and storage.rstrip("/") != sidecar.rstrip("/"):
+        raise ConfigError("VIDX_SIDECAR_DIR", sidecar, f"a local directory, or the same location as VIDX_STORAGE_URL ({storage})")
+    aliased = {k: v for k, v in environ.items() if k != "VIDX_SIDECAR_DIR"}
+    aliased["VIDX_STORAGE_URL"] = sidecar
+    return aliased
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Parse every vidx variable from ``environ`` (default: ``os.environ``).
 
     Empty values count as unset. Raises :class:`ConfigError` on the first
     invalid value, naming the variable.
     """
-    environ = os.environ if environ is None else environ
+    environ = _sidecar_location_alias(os.environ if environ is None else environ)
     values: dict[str, Any] = {}
     for f in fields(Settings):
         name = f.metadata["env"]

@@ -34,8 +34,13 @@ def test_settings_accept_s3_urls_and_name_mistakes() -> None:
     for bad in ("http://bucket/x", "s3://UPPER/x", "s3://key:secret@bucket/x", "s3://"):
         with pytest.raises(ConfigError, match="VIDX_STORAGE_URL"):
             load_settings({"VIDX_STORAGE_URL": bad})
+    # the contract's spelling: VIDX_SIDECAR_DIR=s3://... is the same as VIDX_STORAGE_URL (local staging at the default)
+    aliased = load_settings({"VIDX_SIDECAR_DIR": "s3://bucket/x", "VIDX_DATA_DIR": "/srv/vidx"})
+    assert aliased.storage_url == "s3://bucket/x" and aliased.sidecar_dir == Path("/srv/vidx/sidecars")
     with pytest.raises(ConfigError, match="VIDX_SIDECAR_DIR.*VIDX_STORAGE_URL"):
-        load_settings({"VIDX_SIDECAR_DIR": "s3://bucket/x"})
+        load_settings({"VIDX_SIDECAR_DIR": "s3://bucket/x", "VIDX_STORAGE_URL": "s3://other/y"})
+    with pytest.raises(ConfigError, match="VIDX_SIDECAR_DIR"):
+        load_settings({"VIDX_SIDECAR_DIR": "http://bucket/x"})
 
 
 def test_put_get_exists_list_delete(s3_url: str, tmp_path: Path) -> None:
