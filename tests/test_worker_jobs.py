@@ -184,3 +184,20 @@ def test_stale_queued_videos_are_reported_once_per_period(db_conn, video_id) -> 
     stale = videos.touch_stale_queued(db_conn, stale_after_s=60)
     assert [row["video_id"] for row in stale] == [video_id]
     assert videos.touch_stale_queued(db_conn, stale_after_s=60) == []
+
+
+def test_a_requeued_video_keeps_the_url_it_must_fetch_but_never_shows_it(db_conn, other_conn) -> None:
+    """A presigned URL's signature survives a crashed run (the reconciler resends it), then is dropped."""
+    vid = uuid.uuid4()
+    signed = "https://cdn.example.com/v.mp4?X-Amz-Signature=secret123"
+    videos.enqueue_video(db_conn, video_id=vid, owner_id=OWNER, source="https://cdn.example.com/v.mp4",
+                         fetch_url=signed)
+    _claim(db_conn, vid)
+    _expire(db_conn, vid)
+    [requeued] = videos.requeue_expired(other_conn)
+    assert requeued["fetch_url"] == signed
+    shown = _row(db_conn, vid)
+    assert "fetch_url" not in shown and "secret123" not in repr(shown)  # status, API: never displayed
+    lease = _claim(db_conn, vid).lease
+    assert videos.finish_failed(db_conn, lease, "bad input") is RunEnd.FINISHED
+    assert db_conn.execute("SELECT fetch_url FROM videos WHERE id = %s", (vid,)).fetchone()[0] is None

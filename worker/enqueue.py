@@ -61,9 +61,12 @@ def enqueue_sources(settings: Settings, sources: Mapping[str, str], owner_id: UU
     with store.connect(settings) as conn:
         for label, raw in sources.items():
             video_id = video_id_for(owner_id, label)
-            generation = videos.enqueue_video(conn, video_id=video_id, owner_id=owner_id, source=label)
+            fetch_url = raw if raw != label else None
+            generation = videos.enqueue_video(
+                conn, video_id=video_id, owner_id=owner_id, source=label, fetch_url=fetch_url
+            )
             try:
-                task_id = send_index_task(video_id, owner_id, fetch_url=raw if raw != label else None)
+                task_id = send_index_task(video_id, owner_id, fetch_url=fetch_url)
             except BrokerError as exc:
                 # No message carries this request: say so in the row instead of leaving it queued forever.
                 reason = f"enqueue failed: broker unavailable ({safe_url(settings.celery_broker_url)}): {exc}"

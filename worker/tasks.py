@@ -270,7 +270,7 @@ def reconcile(conn: psycopg.Connection, settings: Settings) -> list[UUID]:
         ("queued_stale", videos.touch_stale_queued(conn, stale_after_s=settings.stale_after_s)),
     ):
         for row in rows:
-            send_index_task(row["video_id"], row["owner_id"])
+            send_index_task(row["video_id"], row["owner_id"], fetch_url=row.get("fetch_url"))
             sent.append(row["video_id"])
         if rows:
             log.warning("reconcile_requeued", reason=reason, count=len(rows),

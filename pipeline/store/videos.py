@@ -108,8 +108,13 @@ def _status(status: str) -> VideoStatus:
 # --- enqueue -----------------------------------------------------------------------
 
 
-def enqueue_video(conn: psycopg.Connection, *, video_id: UUID, owner_id: UUID, source: str) -> int:
+def enqueue_video(
+    conn: psycopg.Connection, *, video_id: UUID, owner_id: UUID, source: str, fetch_url: str | None = None
+) -> int:
     """Request a (re-)index: create the row or bump its generation; returns the new generation.
+
+    ``fetch_url``: the full URL when ``source`` is its redacted form; kept (never
+    displayed) until the video ends, so a requeue after a crash can still fetch it.
 
     The row becomes ``queued`` with no attempts and no error, except while a
     run holds a live lease: the row stays ``running`` and that run, when it
@@ -119,10 +124,11 @@ def enqueue_video(conn: psycopg.Connection, *, video_id: UUID, owner_id: UUID, s
     with conn.transaction():
         row = conn.execute(
             f"""
-            INSERT INTO videos AS v (id, owner_id, source, status, generation)
-            VALUES (%(id)s, %(owner)s, %(source)s, 'queued', 1)
+            INSERT INTO videos AS v (id, owner_id, source, status, generation, fetch_url)
+            VALUES (%(id)s, %(owner)s, %(source)s, 'queued', 1, %(fetch)s)
             ON CONFLICT (id) DO UPDATE
                SET source = EXCLUDED.source, generation = v.generation + 1, attempts = 0, error = NULL,
+                   fetch_url = EXCLUDED.fetch_url,
                    status = CASE WHEN v.status = 'running' AND {_LIVE} THEN 'running' ELSE 'queued' END,
                    progress = CASE WHEN v.status = 'running' AND {_LIVE} THEN v.progress ELSE 0 END,
                    started_at = CASE WHEN v.status = 'running' AND {_LIVE} THEN v.started_at END,
@@ -130,7 +136,7 @@ def enqueue_video(conn: psycopg.Connection, *, video_id: UUID, owner_id: UUID, s
              WHERE v.owner_id = EXCLUDED.owner_id
             RETURNING generation
             """,
-            {"id": video_id, "owner": owner_id, "source": source},
+            {"id": video_id, "owner": owner_id, "source": source, "fetch": fetch_url},
         ).fetchone()
     if row is None:
         raise BadInputError(f"video {video_id} already exists for another owner")
@@ -307,6 +313,7 @@ def finish_done(
     return _end_run(
         conn, lease,
         "status = 'done', progress = 1.0, error = NULL, finished_at = now(), sidecar_version = %(version)s, "
+        "fetch_url = NULL, "
         "duration_s = %(duration_s)s, fps = %(fps)s, frame_count = %(frame_count)s, width = %(width)s, "
         "height = %(height)s, codec = %(codec)s, rotation = %(rotation)s",
         {**probe_values, "version": sidecar_version},
@@ -316,7 +323,8 @@ def finish_done(
 def finish_failed(conn: psycopg.Connection, lease: Lease, error: str) -> RunEnd:
     """Final failure with its one-line reason."""
     with conn.transaction():
-        return _end_run(conn, lease, "status = 'failed', error = %(error)s, finished_at = now()", {"error": error})
+        return _end_run(conn, lease, "status = 'failed', error = %(error)s, finished_at = now(), fetch_url = NULL",
+                        {"error": error})
 
 
 def finish_retrying(conn: psycopg.Connection, lease: Lease, error: str) -> RunEnd:
@@ -379,11 +387,11 @@ def requeue_expired(conn: psycopg.Connection, *, limit: int = 1000) -> list[dict
              WHERE v.id IN (SELECT id FROM videos
                              WHERE status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < now())
                              ORDER BY lease_expires_at NULLS FIRST LIMIT %s FOR UPDATE SKIP LOCKED)
-            RETURNING v.id, v.owner_id, v.attempts
+            RETURNING v.id, v.owner_id, v.attempts, v.fetch_url
             """,
             (limit,),
         ).fetchall()
-    return [{"video_id": vid, "owner_id": owner, "attempts": attempts} for vid, owner, attempts in rows]
+    return [_requeued(row) for row in rows]
 
 
 def touch_stale_queued(conn: psycopg.Connection, *, stale_after_s: float, limit: int = 1000) -> list[dict[str, Any]]:
@@ -395,11 +403,17 @@ def touch_stale_queued(conn: psycopg.Connection, *, stale_after_s: float, limit:
              WHERE v.id IN (SELECT id FROM videos
                              WHERE status = 'queued' AND updated_at < now() - make_interval(secs => %s)
                              ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED)
-            RETURNING v.id, v.owner_id, v.attempts
+            RETURNING v.id, v.owner_id, v.attempts, v.fetch_url
             """,
             (float(stale_after_s), limit),
         ).fetchall()
-    return [{"video_id": vid, "owner_id": owner, "attempts": attempts} for vid, owner, attempts in rows]
+    return [_requeued(row) for row in rows]
+
+
+def _requeued(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A requeued video as the reconciler sends it again (``fetch_url`` rides in the message only)."""
+    vid, owner, attempts, fetch_url = row
+    return {"video_id": vid, "owner_id": owner, "attempts": attempts, "fetch_url": fetch_url}
 
 
 def live_leases(conn: psycopg.Connection, video_ids: Sequence[UUID]) -> set[UUID]:
