@@ -283,9 +283,15 @@ def test_enqueue_without_a_broker_is_503_and_keeps_nothing(api_world: ApiWorld) 
 
 
 def _drop_broker_connections(celery_app) -> None:
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
-        celery_app._pool = None
+    """Forget every broker connection pool, so the next publish connects to the broker now configured.
+
+    kombu keeps its pools in a process-wide registry keyed by broker URL: closing only the
+    app's pool would leave a closed pool there for the next user of the same URL.
+    """
+    from kombu import pools
+
+    pools.reset()  # closes and forgets every registered connection and producer pool
+    celery_app._pool = None
     celery_app.amqp._producer_pool = None
 
 

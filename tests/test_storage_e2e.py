@@ -214,7 +214,7 @@ def test_reembed_and_sheet_read_frames_from_s3(three_scene_video, clip_env, db_s
     monkeypatch.setenv("CLIP_ENABLED", "true")
     reset_model()
     runner = CliRunner()
-    made = runner.invoke(cli, ["reembed", "--all", "--json"], catch_exceptions=False)
+    made = runner.invoke(cli, ["reembed", "--all", "--local", "--json"], catch_exceptions=False)  # in process, broker or not
     assert made.exit_code == 0, made.output
     assert json.loads(made.stdout)["embedded"] == 3
     with psycopg.connect(clean_database_url, autocommit=True) as conn:
