@@ -38,6 +38,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.checkpoints import random_checkpoint  # noqa: E402
+
 CACHE = ROOT / "bench" / ".cache"
 
 TARGET_VS_STRAIGHTFORWARD = 3.5
@@ -45,13 +48,6 @@ TARGET_CLIP_COST = 1.25
 TARGET_PEAK_GB = 1.3
 
 
-def ensure_checkpoint(model_name: str) -> Path:
-    path = CACHE / f"{model_name}-random-seed0.pt"
-    if not path.is_file():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_checkpoint.py"), model_name, str(path)],
-                       check=True)
-    return path
 
 
 def run_process(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str]:
@@ -122,7 +118,7 @@ def main() -> int:
     from bench.scenes_video import bench_video
 
     video, truth, frames = bench_video()
-    checkpoint = args.checkpoint or ensure_checkpoint(args.model)
+    checkpoint = args.checkpoint or random_checkpoint(args.model)
     work = Path(tempfile.mkdtemp(prefix="vidx-e2e-"))
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIP_", "VIDX_", "DATABASE_URL"))}
     clip_env = {**base_env, "CLIP_MODEL_NAME": args.model, "CLIP_CHECKPOINT": str(checkpoint),

@@ -40,6 +40,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.checkpoints import random_checkpoint  # noqa: E402
+
 CACHE = ROOT / "bench" / ".cache"
 
 TARGET_SPEEDUP = 1.5
@@ -65,14 +68,6 @@ def baseline_import_rss() -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
-def ensure_checkpoint(model_name: str) -> Path:
-    """A random-weights checkpoint, made in a separate process so it does not count in this one's memory."""
-    path = CACHE / f"{model_name}-random-seed0.pt"
-    if not path.is_file():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_checkpoint.py"), model_name, str(path)],
-                       check=True)
-    return path
 
 
 def make_frames(directory: Path, count: int) -> list[Path]:
@@ -226,7 +221,7 @@ def main() -> int:
     parser.add_argument("--frame-paths", nargs="*", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    checkpoint = args.checkpoint or ensure_checkpoint(args.model)
+    checkpoint = args.checkpoint or random_checkpoint(args.model)
     if args.backend_child:
         backend_child(args, checkpoint, args.frame_paths, args.child_out)
         return 0

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.checkpoints import random_checkpoint  # noqa: E402
+
 CACHE = ROOT / "bench" / ".cache"
 
 
@@ -41,12 +43,6 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def checkpoint(model: str) -> Path:
-    path = CACHE / f"{model}-random-seed0.pt"
-    if not path.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_checkpoint.py"), model, str(path)], check=True)
-    return path
 
 
 def main() -> None:
@@ -57,7 +53,7 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=100)
     args = parser.parse_args()
 
-    weights = args.checkpoint or checkpoint(args.model)
+    weights = args.checkpoint or random_checkpoint(args.model)
     cache_dir = tempfile.mkdtemp(prefix="vidx-bench-labels-")
     os.environ.update(CLIP_MODEL_NAME=args.model, CLIP_CHECKPOINT=str(weights), CLIP_PRETRAINED="openai",
                       CLIP_DEVICE=args.device, CLIP_CACHE_DIR=cache_dir, CLIP_TIMEOUT_S="60",
