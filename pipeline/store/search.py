@@ -15,6 +15,13 @@ from pipeline.store.scenes import embedding_array
 from pipeline.types import EMBEDDING_DIM
 
 MAX_MATCH_COUNT = 1000
+# search_similar_scenes (migration 004) says this when the scene is missing or another
+# owner's (the two read alike): the one check of ownership, in the same query as the search.
+_NO_SCENE_PREFIX = "no scene "
+
+
+class SceneNotFound(BadInputError):
+    """The example scene of a similar-scenes search is not the owner's (or does not exist)."""
 
 _RESULT_COLUMNS = """
     r.id, r.video_id, r.scene_index, r.start_s, r.end_s, r.frame_path, r.similarity,
@@ -43,7 +50,10 @@ def _run(conn: psycopg.Connection, function_sql: str, params: tuple) -> list[dic
         with conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(sql, params).fetchall()
     except (psycopg.errors.NoDataFound, psycopg.errors.NullValueNotAllowed, psycopg.errors.InvalidParameterValue) as exc:
-        raise BadInputError(exc.diag.message_primary or str(exc)) from None
+        message = exc.diag.message_primary or str(exc)
+        if isinstance(exc, psycopg.errors.NoDataFound) and message.startswith(_NO_SCENE_PREFIX):
+            raise SceneNotFound(message) from None
+        raise BadInputError(message) from None
 
 
 def search_by_embedding(
@@ -86,7 +96,10 @@ def search_similar(
     limit: int,
     label: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Scenes of ``owner_id`` most like scene ``scene_id`` (itself excluded, same model only), best first."""
+    """Scenes of ``owner_id`` most like scene ``scene_id`` (itself excluded, same model only), best first.
+
+    :class:`SceneNotFound` when ``scene_id`` is not one of ``owner_id``'s scenes.
+    """
     _check(owner_id, threshold, limit)
     return _run(
         conn,
