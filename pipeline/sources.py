@@ -1,4 +1,4 @@
-"""Where a video comes from: a local path, or an http(s) URL fetched to a temp file.
+"""Where a video comes from: a local path, an http(s) URL or an uploaded object, fetched to a temp file.
 
 Workers only ever index local files, so a URL is downloaded first
 (pipeline.http_fetch: checked addresses only, redirects re-checked, a size
@@ -13,10 +13,12 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
+from uuid import UUID
 
 from pipeline.config import Settings
 from pipeline.errors import BadInputError
@@ -24,6 +26,7 @@ from pipeline.http_fetch import URL_SCHEMES, FetchPolicy, fetch_to_file
 from pipeline.log import get_logger
 from pipeline.netguard import Resolver, check_literal
 from pipeline.redaction import redact_url
+from pipeline.storage.location import is_object_url
 
 log = get_logger(__name__)
 
@@ -77,28 +80,42 @@ def check_local_file(path: Path) -> Path:
 
 
 @contextmanager
-def open_source(source: str, settings: Settings, *, resolver: Resolver | None = None) -> Iterator[Path]:
+def open_source(
+    source: str, settings: Settings, *, resolver: Resolver | None = None, owner_id: UUID | None = None
+) -> Iterator[Path]:
     """Yield a local file for ``source``; a downloaded copy is deleted on exit.
 
-    Raises :class:`BadInputError` for a missing/unusable path, a refused,
-    unreachable or failing URL, or a download over the size cap or deadline.
+    ``source`` is a local path, an http(s) URL, or an ``s3://`` URL of an
+    uploaded video in the configured bucket (``pipeline.storage.uploads``:
+    only ``owner_id``'s own uploads open). Raises :class:`BadInputError` for
+    a missing/unusable path, a refused, unreachable or failing URL, a download
+    over the size cap or deadline, or an object that is not the owner's upload.
     ``resolver`` replaces the system resolver (tests).
     """
-    if not is_url(source):
+    fetch: Callable[[Path], Path]
+    if is_object_url(source):
+        from pipeline.storage.uploads import fetch_upload, upload_name
+
+        label = f"upload:{upload_name(source)}"
+        fetch = partial(fetch_upload, source, settings, owner_id=owner_id)
+    elif is_url(source):
+        check_url(source, settings)
+        label = redact_url(source)
+        fetch = partial(download, source, settings=settings, resolver=resolver)
+    else:
         if is_url(source, supported_only=False):
             raise BadInputError(f"{redact_url(source)}: unsupported URL scheme (use http:// or https://)")
         yield check_local_file(Path(source).expanduser())
         return
-    check_url(source, settings)
     sweep_abandoned_downloads()
     tmp_dir = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-"))  # mode 0700
     try:
-        path = download(source, tmp_dir, settings, resolver=resolver)
+        path = fetch(tmp_dir)
         try:
             yield path
         except BadInputError as exc:
-            # the tenant knows the URL, not the worker's temporary file: name the input they gave
-            message = str(exc).replace(str(path), redact_url(source))
+            # the tenant knows the URL or upload, not the worker's temporary file: name the input they gave
+            message = str(exc).replace(str(path), label)
             if message == str(exc):
                 raise
             raise BadInputError(message) from exc
@@ -106,7 +123,7 @@ def open_source(source: str, settings: Settings, *, resolver: Resolver | None = 
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-def download(url: str, dest_dir: Path, settings: Settings, *, resolver: Resolver | None = None) -> Path:
+def download(url: str, dest_dir: Path, *, settings: Settings, resolver: Resolver | None = None) -> Path:
     """Fetch ``url`` into ``dest_dir`` under the settings' cap, deadline and address policy."""
     suffix = Path(urlsplit(url).path).suffix[:16]
     dest = dest_dir / f"source{suffix}"

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.fixtures.api import ApiWorld
+from tests.fixtures.queue import forget_broker_pools
 from worker.api import create_app
 from worker.api.ratelimit import RateLimiter
 
@@ -282,19 +283,6 @@ def test_enqueue_without_a_broker_is_503_and_keeps_nothing(api_world: ApiWorld) 
     assert not uploads.exists() or not any(uploads.rglob("*.mp4"))
 
 
-def _drop_broker_connections(celery_app) -> None:
-    """Forget every broker connection pool, so the next publish connects to the broker now configured.
-
-    kombu keeps its pools in a process-wide registry keyed by broker URL: closing only the
-    app's pool would leave a closed pool there for the next user of the same URL.
-    """
-    from kombu import pools
-
-    pools.reset()  # closes and forgets every registered connection and producer pool
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
-
-
 @pytest.fixture
 def queued_world(api_world: ApiWorld, broker_url: str, monkeypatch: pytest.MonkeyPatch):
     """api_world with a real Redis broker (no worker: tasks stay in the queue).
@@ -304,10 +292,10 @@ def queued_world(api_world: ApiWorld, broker_url: str, monkeypatch: pytest.Monke
     from worker.app import app as celery_app
 
     monkeypatch.setenv("CELERY_BROKER_URL", broker_url)
-    _drop_broker_connections(celery_app)
+    forget_broker_pools(celery_app)
     api_world.settings = api_world.settings.with_overrides(celery_broker_url=broker_url)
     yield api_world
-    _drop_broker_connections(celery_app)
+    forget_broker_pools(celery_app)
 
 
 def _queued_messages(broker_url: str) -> int:

@@ -266,10 +266,11 @@ def test_compose_has_the_four_services_wired_together(compose, instructions):
     # The suite's own workers and the worker service use different Redis databases.
     assert services["tests"]["environment"]["CELERY_BROKER_URL"] != services["worker"]["environment"]["CELERY_BROKER_URL"]
     assert services["tests"]["environment"]["VIDX_SMOKE_BROKER_URL"] == services["worker"]["environment"]["CELERY_BROKER_URL"]
-    # The API service queues onto the worker service's broker and shares its data volume (uploads, frames).
+    # The API service queues onto the worker service's broker and shares no volume with it:
+    # uploads and frames go through the bucket.
     web = services["web"]
     assert web["environment"]["CELERY_BROKER_URL"] == services["worker"]["environment"]["CELERY_BROKER_URL"]
-    assert web["volumes"] == services["worker"]["volumes"]
+    assert "volumes" not in web
     assert "/v1/live" in " ".join(web["healthcheck"]["test"])
     assert services["tests"]["depends_on"]["web"]["condition"] == "service_healthy"
     assert services["tests"]["environment"]["VIDX_SMOKE_WEB_URL"] == "http://web:8000"

@@ -171,7 +171,7 @@ def _run_job(
     try:
         with Heartbeat(lease, settings):
             sweep_claimed(conn, vid, settings)  # leftovers of a killed attempt
-            with open_source(_fetch_source(claim.source, fetch_url), settings) as path:
+            with open_source(_fetch_source(claim.source, fetch_url), settings, owner_id=claim.owner_id) as path:
                 from pipeline.indexer import index_video
 
                 result = index_video(
@@ -281,6 +281,9 @@ def reconcile(conn: psycopg.Connection, settings: Settings) -> list[UUID]:
 def sweep_leftovers(conn: psycopg.Connection, settings: Settings) -> list[Path]:
     """At worker start: remove what killed runs left in the sidecar directory and in downloads.
 
+    With object storage, also abort source uploads that a killed API process left half done
+    (a video's own leftover objects are swept under its claim: :func:`sweep_claimed`).
+
     A video's leftovers go only when no run holds a live lease on it;
     leftovers of a video with no row at all (``vidx index --no-db``) only once
     older than the hard time limit, which no live run outlasts; download
@@ -300,9 +303,23 @@ def sweep_leftovers(conn: psycopg.Connection, settings: Settings) -> list[Path]:
                 continue
             removed += sweep_video(settings.sidecar_dir, vid, known.get(vid))
     removed += sweep_abandoned_downloads()
+    _abort_stale_source_uploads(settings)
     if removed:
         log.info("leftovers_swept", count=len(removed), paths=[str(p) for p in removed[:20]])
     return removed
+
+
+def _abort_stale_source_uploads(settings: Settings) -> None:
+    """Object storage: multipart uploads of sources that a killed API process left (never blocks the sweep)."""
+    from pipeline.storage.uploads import abort_stale_multipart
+
+    try:
+        aborted = abort_stale_multipart(settings)
+    except TransientError as exc:
+        log.warning("stale_uploads_not_checked", reason=one_line(exc))
+        return
+    if aborted:
+        log.info("stale_uploads_aborted", count=aborted)
 
 
 def send_index_task(video_id: UUID, owner_id: UUID, fetch_url: str | None = None) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache, partial
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -103,6 +104,25 @@ class S3Store:
 
         return self._call(fetch, key)
 
+    def upload_file(self, key: str, path: Path) -> None:
+        """Upload a local file (multipart past 8 MB; boto3 aborts a failed multipart upload itself)."""
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import ClientError
+
+        def upload() -> None:
+            try:
+                self.client.upload_file(str(path), self.location.bucket, key)
+            except S3UploadFailedError as exc:  # boto3 wraps the service's answer: unwrap it for _call
+                if isinstance(exc.__context__, ClientError):
+                    raise exc.__context__ from None
+                raise
+
+        self._call(upload)
+
+    def download_file(self, key: str, dest: Path) -> None:
+        """Stream an object into a local file; ``FileNotFoundError`` when it does not exist."""
+        self._call(lambda: self.client.download_file(self.location.bucket, key, str(dest)), key)
+
     def exists(self, key: str) -> bool:
         try:
             self._call(lambda: self.client.head_object(Bucket=self.location.bucket, Key=key), key)
@@ -134,10 +154,14 @@ class S3Store:
             Bucket=self.location.bucket, Prefix=self.location.key(""), MaxKeys=1))
         return f"{self.location} at {endpoint_label(self.client)}"
 
-    def abort_uploads(self, prefix: str) -> int:
-        """Abort multipart uploads a killed writer left under ``prefix`` (they cost storage, unseen)."""
+    def abort_uploads(self, prefix: str, started_before: float | None = None) -> int:
+        """Abort multipart uploads a killed writer left under ``prefix`` (they cost storage, unseen).
+
+        ``started_before`` (a Unix time): only those initiated earlier, so a live writer's upload survives.
+        """
         listing = self._call(lambda: self.client.list_multipart_uploads(Bucket=self.location.bucket, Prefix=prefix))
-        uploads = listing.get("Uploads", ())
+        uploads = [u for u in listing.get("Uploads", ())
+                   if started_before is None or u["Initiated"].timestamp() < started_before]
         for upload in uploads:
             self._call(partial(self.client.abort_multipart_upload,
                                Bucket=self.location.bucket, Key=upload["Key"], UploadId=upload["UploadId"]))
@@ -145,6 +169,7 @@ class S3Store:
 
     def _call(self, operation: Callable[[], T], key: str | None = None) -> T:
         """Run one S3 call; map its failures onto vidx's errors with one clear line."""
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
         where = f"object storage {self.location.bucket} at {endpoint_label(self.client)}"
@@ -165,3 +190,5 @@ class S3Store:
             raise TransientError(f"{where}: no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)") from None
         except BotoCoreError as exc:
             raise TransientError(f"{where} unreachable: {type(exc).__name__}") from None
+        except Boto3Error as exc:
+            raise TransientError(f"{where} failed: {type(exc).__name__}") from None

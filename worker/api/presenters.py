@@ -13,6 +13,10 @@ from pipeline.redaction import redact_url
 
 def display_source(source: str, settings: Settings) -> str:
     """A source fit to show: URLs without user-info or query, uploads and local files by name only."""
+    from pipeline.storage.uploads import is_upload, upload_name
+
+    if is_upload(source, settings):  # in the bucket: never show its name or prefix
+        return f"upload:{upload_name(source)}"
     if "://" in source:
         return redact_url(source)
     name = PurePath(source).name

@@ -1,8 +1,10 @@
 """Request bodies to private files, streamed with a size cap (never read whole into memory).
 
-Uploaded videos live in ``VIDX_DATA_DIR/uploads/<owner>/<random>/<name>`` (directories
-mode 0700): workers read them from there, so API and workers must share
-VIDX_DATA_DIR. Query images go to ``VIDX_DATA_DIR/tmp`` and are removed after the search.
+Uploaded videos land in ``VIDX_DATA_DIR/uploads/<owner>/<random>/<name>`` (directories
+mode 0700). With VIDX_STORAGE_URL they then move to the bucket
+(``pipeline.storage.uploads``) and workers need no shared disk; without it workers
+read them from there, so API and workers must share VIDX_DATA_DIR.
+Query images go to ``VIDX_DATA_DIR/tmp`` and are removed after the search.
 The client's file name is reduced to safe characters and only ever used as a last path part.
 """
 

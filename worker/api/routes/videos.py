@@ -72,7 +72,8 @@ async def enqueue_upload(
     filename: Annotated[str | None, Query(max_length=255, description="Original file name (for display).")] = None,
 ) -> dict[str, Any]:
     """Send the video's bytes as the request body. It is probed (the same bad-input checks as
-    every source) before it is queued; a refused file is deleted at once."""
+    every source) before it is queued; a refused file is deleted at once. With object storage
+    configured (VIDX_STORAGE_URL) the file goes to the bucket, so workers need no shared disk."""
     from pipeline.probe import probe
 
     settings = get_context(request).settings
@@ -82,6 +83,12 @@ async def enqueue_upload(
     try:
         await save_body(request, path, max_bytes=settings.api_upload_max_mb * 1024 * 1024, what="video")
         await run_in_threadpool(probe, path, settings)
+        source = str(path)
+        if settings.storage_url:
+            from pipeline.storage.uploads import upload_source
+
+            source = await run_in_threadpool(upload_source, settings, who.owner_id, path, path.name)
+            discard(directory)  # the bucket holds it now; an unreachable bucket is a 503, nothing queued
     except BadInputError as exc:
         discard(directory)
         raise ApiError(422, "not a usable video", first_line(exc).replace(str(path), path.name)) from None
@@ -89,7 +96,7 @@ async def enqueue_upload(
         discard(directory)
         raise
     # From here the row exists: the file stays for the worker (or the reconciler's retry).
-    return await run_in_threadpool(_enqueue, request, str(path), who)
+    return await run_in_threadpool(_enqueue, request, source, who)
 
 
 @router.get("", summary="List videos")
