@@ -44,7 +44,10 @@ for s in video["scenes"]:
     print(f"  scene {s['index']}: {s['start_s']:6.2f}-{s['end_s']:6.2f}s  best frame @{s['best_frame_time_s']:.2f}s"
           f"  quality {s['quality_score']:.2f}  {state}")
 PYEOF
-query=$($PY -c "import json,sys; v=json.load(open(sys.argv[1]))[0]; print(v['scenes'][2]['frame_path'])" "$demo/index.json")
+frame=$($PY -c "import json,sys; v=json.load(open(sys.argv[1]))[0]; print(v['scenes'][2]['frame_path'])" "$demo/index.json")
+# A copy outside the sidecar: frame_path names one published version, which re-indexing replaces.
+query="$demo/query.jpg"
+cp "$frame" "$query"
 
 echo "== vidx search --image $query"
 $VIDX search --image "$query" --owner "$OWNER" --limit 3
