@@ -23,6 +23,7 @@ anywhere inside it; each true boundary matches at most one found one.
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import time
@@ -54,16 +55,23 @@ def f1(found: list[int], truth: list[Boundary]) -> tuple[float, int, int, int]:
     return score, tp, fp, fn
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process (all its threads) and of the children it has waited for (ffmpeg)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def timed(fn):
-    start = time.perf_counter()
+    """(result, wall seconds, CPU seconds): CPU is what a busy worker pays, and steadier on a shared box."""
+    start, start_cpu = time.perf_counter(), cpu_seconds()
     out = fn()
-    return out, time.perf_counter() - start
+    return out, time.perf_counter() - start, cpu_seconds() - start_cpu
 
 
-def ffmpeg_seconds(args: list[str]) -> float:
+def ffmpeg_seconds(args: list[str]) -> tuple[float, float]:
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", *args]
-    _, seconds = timed(lambda: subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL))
-    return seconds
+    _, seconds, cpu = timed(lambda: subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL))
+    return seconds, cpu
 
 
 def probe_of(path: Path):
@@ -102,8 +110,9 @@ def main() -> None:
     print(f"video: {video.name}, 1920x1080 H.264 (x264 defaults), {frames} frames at 25 fps, "
           f"{len(truth)} boundaries ({cuts} cuts, {len(truth) - cuts} gradual)")
 
-    floor = ffmpeg_seconds(["-i", x, "-f", "null", "-"])
-    print(f"decode floor  ffmpeg -i X -f null -           {floor:7.1f} s  ({frames / floor:5.0f} fps)")
+    floor, floor_cpu = ffmpeg_seconds(["-i", x, "-f", "null", "-"])
+    print(f"decode floor  ffmpeg -i X -f null -           {floor:7.1f} s  ({frames / floor:5.0f} fps)  "
+          f"CPU {floor_cpu:6.1f} s")
     if not args.no_variants:
         small = ["-vf", "scale=64:36:flags=area", "-f", "rawvideo", "-pix_fmt", "rgb24", "-y", "/dev/null"]
         variants = {
@@ -112,6 +121,9 @@ def main() -> None:
             "-skip_loop_filter all -skip_frame noref": ["-skip_loop_filter", "all", "-skip_frame", "noref",
                                                          "-i", x, *small],
             "-skip_frame bidir, 64x36": ["-skip_frame", "bidir", "-i", x, *small],
+            "showinfo (checksums on), 64x36": ["-i", x, "-vf", "showinfo,scale=64:36:flags=area", *small[2:]],
+            "showinfo=checksum=0, 64x36": ["-i", x, "-vf", "showinfo=checksum=0,scale=64:36:flags=area",
+                                           *small[2:]],
             "vidx pass: 64x36 + 640x360 every 6th": [
                 "-i", x, "-filter_complex",
                 "[0:v]split=2[d][s];[d]scale=64:36:flags=area,format=rgb24[det];"
@@ -120,21 +132,23 @@ def main() -> None:
                 "/dev/null"],
         }
         for name, cmd in variants.items():
-            s = ffmpeg_seconds(cmd)
-            print(f"  decode only: {name:40s} {s:7.1f} s  ({s / floor:4.2f}x floor)")
+            s, c = ffmpeg_seconds(cmd)
+            print(f"  decode only: {name:40s} {s:7.1f} s  ({s / floor:4.2f}x floor)  "
+                  f"CPU {c:6.1f} s ({c / floor_cpu:4.2f}x floor)")
 
-    ours, t_ours = timed(lambda: run_vidx(video))
-    theirs, t_theirs = timed(lambda: run_pyscenedetect(video))
-    refs, t_refs = timed(lambda: run_vidx(video, reference_pass=True))
+    ours, t_ours, c_ours = timed(lambda: run_vidx(video))
+    theirs, t_theirs, c_theirs = timed(lambda: run_pyscenedetect(video))
+    refs, t_refs, c_refs = timed(lambda: run_vidx(video, reference_pass=True))
     f_ours, f_theirs, f_refs = f1(ours, truth), f1(theirs, truth), f1(refs, truth)
-    print(f"vidx detect_scenes            {t_ours:7.1f} s  ({frames / t_ours:5.0f} fps)  "
+    print(f"vidx detect_scenes            {t_ours:7.1f} s  ({frames / t_ours:5.0f} fps)  CPU {c_ours:6.1f} s  "
           f"F1 {f_ours[0]:.3f}  (tp {f_ours[1]}, fp {f_ours[2]}, missed {f_ours[3]})")
-    print(f"vidx reference pass (exp.)    {t_refs:7.1f} s  ({frames / t_refs:5.0f} fps)  "
+    print(f"vidx reference pass (exp.)    {t_refs:7.1f} s  ({frames / t_refs:5.0f} fps)  CPU {c_refs:6.1f} s  "
           f"F1 {f_refs[0]:.3f}  (tp {f_refs[1]}, fp {f_refs[2]}, missed {f_refs[3]})  "
-          f"{t_theirs / t_refs:.2f}x PySceneDetect")
-    print(f"PySceneDetect AdaptiveDetector {t_theirs:6.1f} s  ({frames / t_theirs:5.0f} fps)  "
+          f"{t_theirs / t_refs:.2f}x PySceneDetect ({c_theirs / c_refs:.2f}x in CPU)")
+    print(f"PySceneDetect AdaptiveDetector {t_theirs:6.1f} s  ({frames / t_theirs:5.0f} fps)  CPU {c_theirs:6.1f} s  "
           f"F1 {f_theirs[0]:.3f}  (tp {f_theirs[1]}, fp {f_theirs[2]}, missed {f_theirs[3]})")
-    print(f"speed: vidx is {t_theirs / t_ours:.2f}x PySceneDetect; vidx takes {t_ours / floor:.2f}x the decode floor")
+    print(f"speed: vidx is {t_theirs / t_ours:.2f}x PySceneDetect ({c_theirs / c_ours:.2f}x in CPU); "
+          f"vidx takes {t_ours / floor:.2f}x the decode floor ({c_ours / floor_cpu:.2f}x in CPU)")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from pipeline.config import Settings
 from pipeline.errors import BadInputError, ProcessingError
 
 _SHOWINFO = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]+\] n:\s*(\d+) pts:\s*(-?\d+)\s+pts_time:(\S+)")
+SHOWINFO_FILTER = "showinfo=checksum=0"  # times and sizes only: no per-plane checksums or statistics
 _FRAME_SIZE = re.compile(r" s:(\d+)x(\d+) ")
 _ERROR_HINT = re.compile(r"error|invalid|corrupt|missing|truncat|concealing", re.IGNORECASE)
 
@@ -103,19 +104,21 @@ def _build_command(source: Path, opts: DecodeOptions) -> list[str]:
     if opts.reference_frames_only:
         cmd += ["-skip_frame", "bidir"]
     cmd += [*media_sandbox.input_options(), "-i", media_sandbox.input_spec(source), "-an", "-sn", "-dn"]
-    # showinfo first: it logs each frame's time and its decoded size (checked against the limit)
+    # showinfo first: it logs each frame's time and its decoded size (checked against the limit).
+    # checksum=0: its default hashes and averages every plane of every full-size frame,
+    # which cost ~20-35% of the whole pass's CPU on 1080p (docs/scenes.md, "Speed").
     detect_chain = f"scale={dw}:{dh}:flags=area,format=rgb24"
     if opts.sample_size and opts.sample_every > 0:
         sw, sh = opts.sample_size
         graph = (
-            f"[0:v:0]showinfo,split=2[d][s];[d]{detect_chain}[det];"
+            f"[0:v:0]{SHOWINFO_FILTER},split=2[d][s];[d]{detect_chain}[det];"
             f"[s]select='not(mod(n\\,{opts.sample_every}))',scale={sw}:{sh}:flags=bicubic,format=rgb24[smp]"
         )
         cmd += ["-filter_complex", graph,
                 "-map", "[det]", "-fps_mode", "passthrough", "-f", "rawvideo", "pipe:1",
                 "-map", "[smp]", "-fps_mode", "passthrough", "-f", "rawvideo", "pipe:3"]
     else:
-        cmd += ["-map", "0:v:0", "-vf", f"showinfo,{detect_chain}", "-fps_mode", "passthrough", "-f", "rawvideo", "pipe:1"]
+        cmd += ["-map", "0:v:0", "-vf", f"{SHOWINFO_FILTER},{detect_chain}", "-fps_mode", "passthrough", "-f", "rawvideo", "pipe:1"]
     return cmd
 
 

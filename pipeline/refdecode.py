@@ -26,6 +26,7 @@ import numpy as np
 
 from pipeline import media_sandbox
 from pipeline.config import Settings
+from pipeline.decode import SHOWINFO_FILTER
 
 _TIMEOUT_S = 600.0
 _SHOWINFO_TIME = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]+\] n:\s*\d+ pts:\s*-?\d+\s+pts_time:(\S+)")
@@ -91,7 +92,7 @@ def decode_range(
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "info", "-copyts",
            "-ss", f"{max(0.0, start_s - 1e-3):.6f}", *media_sandbox.input_options(),
            "-i", media_sandbox.input_spec(source), "-map", "0:v:0", "-an", "-sn", "-dn",
-           "-vf", f"scale={w}:{h}:flags=area,format=rgb24,showinfo", "-frames:v", str(count),
+           "-vf", f"scale={w}:{h}:flags=area,format=rgb24,{SHOWINFO_FILTER}", "-frames:v", str(count),
            "-fps_mode", "passthrough", "-f", "rawvideo", "pipe:1"]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=_TIMEOUT_S, stdin=subprocess.DEVNULL,
