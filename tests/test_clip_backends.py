@@ -6,6 +6,7 @@ model. One export per backend per test session (cached beside the session's tiny
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -142,3 +143,43 @@ def test_a_worker_on_the_export_never_imports_open_clip_or_torchvision(clip_env,
     env = {**os.environ, "CLIP_BACKEND": "onnx", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_the_check_stage_runs_without_torch_and_refuses_an_export_unlike_torch(clip_env, tmp_path):
+    """The export and its check are two children: the check imports no torch, and a result that does not
+    reproduce torch's features (here: torch's features swapped for others) is refused, exit 3, never marked done."""
+    import os
+    import subprocess
+    import sys
+
+    import pipeline.clip.backends.onnx_export as onnx_export
+
+    settings = clip_env.settings()
+    out = tmp_path / "export"
+    out.mkdir()
+    base = [sys.executable, "-m", "pipeline.clip.backends.onnx_export", "--model", settings.clip_model_name,
+            "--pretrained", settings.clip_pretrained, "--checkpoint", str(settings.clip_checkpoint),
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(Path(onnx_export.__file__).resolve().parents[3])}
+    done = subprocess.run([*base, "--stage", "export"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (out / onnx_export.ONNX_FILE).is_file() and not (out / "export.json").exists()
+
+    features = out / onnx_export.CHECK_FEATURES_FILE
+    genuine = np.load(features)
+    np.save(features, np.random.default_rng(1).standard_normal(genuine.shape).astype(np.float32))
+    refused = subprocess.run([*base, "--stage", "check"], env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 3 and "export refused" in refused.stderr
+    assert not (out / "export.json").exists()
+
+    np.save(features, genuine)
+    probe = ("import runpy, sys; sys.argv = ['onnx_export'] + sys.argv[1:]\n"
+             "try:\n    runpy.run_module('pipeline.clip.backends.onnx_export', run_name='__main__')\n"
+             "except SystemExit as e:\n    code = e.code\n"
+             "assert 'torch' not in sys.modules, 'the check imported torch'\n"
+             "sys.exit(code)\n")
+    checked = subprocess.run([sys.executable, "-c", probe, *base[3:], "--stage", "check"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    assert json.loads((out / "export.json").read_text())["min_cosine_vs_torch"] >= MIN_COSINE
+    assert not features.exists() and not (out / onnx_export.CHECK_PIXELS_FILE).exists()

@@ -28,7 +28,7 @@ from pipeline.log import get_logger
 
 log = get_logger(__name__)
 
-EXPORT_FORMAT = 2  # bump when the export itself changes (opset, layout, checks)
+EXPORT_FORMAT = 3  # 3: the dynamo exporter, opset 18. Bump when the export itself changes (opset, layout, checks)
 
 
 def export_key(settings: Settings, backend_version: str) -> str:

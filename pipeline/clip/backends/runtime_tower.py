@@ -78,16 +78,19 @@ def _openvino(path: Path, threads: int | None) -> Callable[[np.ndarray], np.ndar
 
 
 def _export_in_child(settings: Settings, out_dir: Path) -> None:
+    """Export (a torch child), then check the result against torch's features (a child without torch)."""
     cmd = [sys.executable, "-m", "pipeline.clip.backends.onnx_export", "--model", settings.clip_model_name,
            "--pretrained", settings.clip_pretrained, "--cache-dir", str(settings.clip_cache_dir), "--out", str(out_dir)]
     if settings.clip_checkpoint is not None:
         cmd += ["--checkpoint", str(settings.clip_checkpoint)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S)
-    if proc.returncode != 0:
-        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        raise RuntimeError(f"ONNX export failed ({proc.returncode}): {lines[-1] if lines else 'no output'}")
+    for stage in ("export", "check"):
+        proc = subprocess.run([*cmd, "--stage", stage], env=env, capture_output=True, text=True,
+                              timeout=EXPORT_TIMEOUT_S)
+        if proc.returncode != 0:
+            lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+            raise RuntimeError(f"ONNX {stage} failed ({proc.returncode}): {lines[-1] if lines else 'no output'}")
 
 
 def load_runtime_tower(
