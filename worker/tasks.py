@@ -216,6 +216,11 @@ def _fetch_source(stored: str, fetch_url: str | None) -> str:
     return stored
 
 
+# Recording a final failure never waits longer than this for the row (past it, the lease expires and the
+# reconciler takes over).
+FAILURE_LOCK_TIMEOUT_S = 10.0
+
+
 def _fail(conn: psycopg.Connection, lease: Lease, reason: str, *, kind: str) -> dict[str, Any]:
     """Final failure: recorded in the row (if the database lets us and the run still holds it), never retried."""
     end = None
@@ -223,9 +228,14 @@ def _fail(conn: psycopg.Connection, lease: Lease, reason: str, *, kind: str) -> 
         end = videos.finish_failed(conn, lease, reason)
     except psycopg.Error as exc:
         # The soft limit arrives as a signal and can interrupt a query mid-flight ("another command is
-        # already in progress"), leaving ``conn`` unusable: record the failure on a fresh connection.
+        # already in progress"), leaving ``conn`` unusable, and its open transaction may hold the video's
+        # row lock: close it first (the server then rolls it back), else the fresh connection's write
+        # waits on that lock until the hard limit kills the child and the video is retried.
+        with suppress(Exception):
+            conn.close()
         try:
             with open_job_connection(worker_settings()) as fresh:
+                fresh.execute(f"SET lock_timeout = '{int(FAILURE_LOCK_TIMEOUT_S * 1000)}ms'")
                 end = videos.finish_failed(fresh, lease, reason)
         except (psycopg.Error, TransientError) as again:
             log.error("failure_not_recorded", error=one_line(again), first_error=one_line(exc))
