@@ -234,8 +234,9 @@ def _fail(conn: psycopg.Connection, lease: Lease, reason: str, *, kind: str) -> 
         with suppress(Exception):
             conn.close()
         try:
-            with open_job_connection(worker_settings()) as fresh:
-                fresh.execute(f"SET lock_timeout = '{int(FAILURE_LOCK_TIMEOUT_S * 1000)}ms'")
+            with open_job_connection(worker_settings()) as fresh, fresh.transaction():
+                # SET LOCAL: scoped to this transaction, so nothing leaks through a transaction-mode pooler
+                fresh.execute(f"SET LOCAL lock_timeout = '{int(FAILURE_LOCK_TIMEOUT_S * 1000)}ms'")
                 end = videos.finish_failed(fresh, lease, reason)
         except (psycopg.Error, TransientError) as again:
             log.error("failure_not_recorded", error=one_line(again), first_error=one_line(exc))
