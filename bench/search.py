@@ -7,7 +7,8 @@ clusters across videos, CLIP's shared direction). Queries are held-out draws of
 the same generator, never stored points. For each index variant:
 
 - ``vector``: HNSW on embedding_visual_clip (vector_cosine_ops), the functions of migration 004;
-- ``halfvec``: HNSW on embedding_visual_clip::halfvec(512) (halfvec_cosine_ops), migration 008;
+- ``halfvec``: HNSW on embedding_visual_clip::halfvec(512) (halfvec_cosine_ops), migration 008's index
+  with migration 009's function (``--pools 100`` gives 008's function back);
 
 it times the index build, measures index/table size and the server's RSS, then
 runs the same queries through search_scenes_by_visual_clip_embedding for sample
@@ -58,13 +59,14 @@ VARIANTS = {
     "vector": ("scenes_embedding_visual_clip_hnsw_idx",
                "USING hnsw (embedding_visual_clip vector_cosine_ops)", "004_model_identity_and_labels.sql"),
     "halfvec": ("scenes_embedding_halfvec_hnsw_idx",
-                "USING hnsw ((embedding_visual_clip::halfvec(512)) halfvec_cosine_ops)", "008_halfvec_hnsw_index.sql"),
+                "USING hnsw ((embedding_visual_clip::halfvec(512)) halfvec_cosine_ops)", "009_search_candidate_pool.sql"),
 }
 # owner size classes by share of all rows: (name, lowest share)
 CLASSES = (("xl >=5%", 0.05), ("large 1-5%", 0.01), ("medium 0.1-1%", 0.001), ("small 0.02-0.1%", 0.0002),
            ("tiny <0.02%", 0.0))
 OWNERS_PER_CLASS = 4
-POOL_CLAUSE = "greatest(match_count * 2, 100)"  # migration 008's candidate pool, varied by --pools
+DEFAULT_POOL = 1000  # migration 009's smallest candidate pool (008's was 100), varied by --pools
+POOL_CLAUSE = f"greatest(match_count * 2, {DEFAULT_POOL})"
 # A returned scene whose exact similarity is within this of the true 10th-best counts as a near-tie
 # (half precision blurs similarities in the 4th digit; CLIP scores of unrelated scenes differ by about 0.01-0.05).
 TIE_TOLERANCE = 0.005
@@ -103,7 +105,7 @@ def load(conn: psycopg.Connection, cat: Catalogue, owner_ids: list[uuid.UUID]) -
 def install_functions(conn: psycopg.Connection, variant: str, pool: int | None = None) -> None:
     """The functions that walk this variant's index, as its migration writes them.
 
-    ``pool`` replaces the smallest candidate pool of migration 008's function (``greatest(match_count * 2, 100)``):
+    ``pool`` replaces the smallest candidate pool of migration 009's function (``POOL_CLAUSE``):
     how many index candidates are re-ranked by exact distance, which is what big owners' recall depends on.
     """
     migration = VARIANTS[variant][2]
@@ -283,8 +285,11 @@ def main() -> int:
                         help="comma-separated hnsw.ef_search values to measure on each built index "
                              "(default: the migration's own setting only)")
     parser.add_argument("--pools", default=None,
-                        help="comma-separated smallest candidate pools for migration 008's function to measure on "
-                             "the halfvec index (default: the migration's own, 100)")
+                        help="comma-separated smallest candidate pools for migration 009's function to measure on "
+                             f"the halfvec index (default: the migration's own, {DEFAULT_POOL}; 100 is migration 008's)")
+    parser.add_argument("--exact-max-rows", default=None,
+                        help="comma-separated vidx.exact_search_max_rows values (owners with at most that many "
+                             "scenes are searched exactly; default: unset, the planner decides)")
     parser.add_argument("--keep", action="store_true", help="keep the bench database (and server) for inspection")
     args = parser.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -346,12 +351,20 @@ def main() -> int:
                         if ef is not None:
                             conn.execute("ALTER FUNCTION search_scenes_by_visual_clip_embedding(vector, double "
                                          f"precision, integer, uuid, text, text) SET hnsw.ef_search = {int(ef)}")
-                        figures = dict(built, hnsw_ef_search=function_setting(conn, "hnsw.ef_search"),
-                                       candidate_pool=pool or 100, **measure(conn, workload, owner_ids, index))
-                        name = variant + (f" pool={pool}" if pool else "") + (f" ef_search={int(ef)}" if ef else "")
-                        result["variants"][name] = figures
-                        save()
-                        print(f"{name}: {json.dumps(figures)}", file=sys.stderr, flush=True)
+                        for exact_max in (args.exact_max_rows.split(",") if args.exact_max_rows else [None]):
+                            if exact_max is None:
+                                conn.execute("RESET vidx.exact_search_max_rows")
+                            else:
+                                conn.execute(f"SET vidx.exact_search_max_rows = {int(exact_max)}")
+                            figures = dict(built, hnsw_ef_search=function_setting(conn, "hnsw.ef_search"),
+                                           candidate_pool=pool or DEFAULT_POOL,
+                                           exact_search_max_rows=int(exact_max or 0),
+                                           **measure(conn, workload, owner_ids, index))
+                            name = (variant + (f" pool={pool}" if pool else "") + (f" ef_search={int(ef)}" if ef else "")
+                                    + (f" exact_max_rows={int(exact_max)}" if exact_max is not None else ""))
+                            result["variants"][name] = figures
+                            save()
+                            print(f"{name}: {json.dumps(figures)}", file=sys.stderr, flush=True)
         if args.keep:
             print(f"kept: {url}", file=sys.stderr)
         else:

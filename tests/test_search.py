@@ -20,7 +20,7 @@ TINY = uuid.UUID("0000000d-0000-0000-0000-000000000001")  # 3 rows, 2 of them em
 REST = [uuid.UUID(int=0xE00 + i) for i in range(6)]
 N_ROWS = 4000
 PER_VIDEO = 40
-HNSW_INDEX = "scenes_embedding_halfvec_hnsw_idx"  # migration 008: half-precision copies
+HNSW_INDEX = "scenes_embedding_halfvec_hnsw_idx"  # migration 008: half-precision copies (009 keeps it)
 OWNER_INDEX = "scenes_owner_id_idx"
 
 HNSW_DEFINITION = "USING hnsw ((embedding_visual_clip::halfvec(512)) halfvec_cosine_ops)"
@@ -194,9 +194,48 @@ def test_inner_query_plan_uses_the_hnsw_index(conn, dataset: Dataset) -> None:
 
 
 def test_the_function_itself_scans_the_hnsw_index(conn, dataset: Dataset) -> None:
+    """Here an exact sort of BIG's 2,400 rows is cheaper than walking the graph for 1,000
+    candidates (migration 009's pool), and the planner says so; where the walk is the cheaper
+    plan (forced here, as for owners of ~100k scenes at 1M), the function takes it."""
+    query = dataset.vectors[dataset.rows_of(BIG)[5]]
+    exact_before = store.search_by_embedding(conn, query, owner_id=BIG, threshold=-1, limit=10)
+    _forced_index_path(conn)
     before = _index_scans(conn, HNSW_INDEX)
-    store.search_by_embedding(conn, dataset.vectors[dataset.rows_of(BIG)[5]], owner_id=BIG, threshold=-1, limit=10)
+    walked = store.search_by_embedding(conn, query, owner_id=BIG, threshold=-1, limit=10)
     assert _index_scans(conn, HNSW_INDEX) > before
+    assert [r["id"] for r in exact_before] == dataset.exact(BIG, query, 10)
+    assert len({r["id"] for r in walked} & set(dataset.exact(BIG, query, 10))) >= 9
+
+
+def _set_exact_max_rows(conn: psycopg.Connection, value: str) -> None:
+    conn.execute("SELECT set_config('vidx.exact_search_max_rows', %s, false)", (value,))
+
+
+def test_owners_up_to_the_exact_bound_are_searched_exactly(conn, dataset: Dataset) -> None:
+    """vidx.exact_search_max_rows (migration 009): an owner with at most that many scenes is
+    searched by exact distance even where the planner would walk the graph; a bigger owner
+    still walks it."""
+    _forced_index_path(conn)  # the planner would walk the HNSW index for everyone
+    queries = [dataset.vectors[row] for row in dataset.rows_of(REST[0])[:5]]
+    _set_exact_max_rows(conn, str(len(dataset.rows_of(SMALL))))  # SMALL is within the bound, BIG is not
+    hnsw_before = _index_scans(conn, HNSW_INDEX)
+    for query in queries:
+        got = store.search_by_embedding(conn, query, owner_id=SMALL, threshold=-1, limit=20)
+        assert [r["id"] for r in got] == dataset.exact(SMALL, query, 20)
+    assert _index_scans(conn, HNSW_INDEX) == hnsw_before  # never touched the graph
+    store.search_by_embedding(conn, queries[0], owner_id=BIG, threshold=-1, limit=10)
+    assert _index_scans(conn, HNSW_INDEX) > hnsw_before
+    _set_exact_max_rows(conn, "0")  # 0 (the default): the planner decides, as before
+    store.search_by_embedding(conn, queries[1], owner_id=SMALL, threshold=-1, limit=20)
+    assert _index_scans(conn, HNSW_INDEX) > hnsw_before + 1
+
+
+@pytest.mark.parametrize("value", ["lots", "1e99", "99999999999999999999"])
+def test_a_bad_exact_bound_is_one_clear_error(conn, dataset: Dataset, value: str) -> None:
+    _set_exact_max_rows(conn, value)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="exact_search_max_rows must be a whole number"):
+        conn.execute("SELECT * FROM search_scenes_by_visual_clip_embedding(%s, -1, 5, %s)",
+                     (dataset.vectors[0], SMALL)).fetchall()
 
 
 def _forced_index_path(conn: psycopg.Connection) -> None:
