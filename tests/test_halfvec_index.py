@@ -1,4 +1,4 @@
-"""Migration 008 (halfvec HNSW index) on a real PostgreSQL + pgvector: upgrade, ranking, leftovers."""
+"""Migrations 008 (halfvec HNSW index) and 009 (candidate pool, exact bound) on a real PostgreSQL + pgvector."""
 
 from __future__ import annotations
 
@@ -154,3 +154,28 @@ def test_near_duplicates_through_the_halfvec_index(db_conn: psycopg.Connection) 
     assert len({r["id"] for r in got} & set(exact)) >= 9
     similarities = [r["similarity"] for r in got]
     assert similarities == sorted(similarities, reverse=True)
+
+
+def test_the_exact_bound_set_for_a_database_applies_to_every_new_connection(empty_database_url: str) -> None:
+    """The documented operator path (migration 009): ALTER DATABASE ... SET vidx.exact_search_max_rows."""
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        ensure_pgvector(conn)
+        store.migrate(conn)
+        register_vector(conn)
+        vectors, query = _near_duplicates(300, seed=31)
+        ids = _store(conn, vectors)
+        conn.execute("ANALYZE scenes")
+        database = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(f'ALTER DATABASE "{database}" SET vidx.exact_search_max_rows = 300')
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        register_vector(conn)
+        assert conn.execute("SHOW vidx.exact_search_max_rows").fetchone()[0] == "300"
+        for setting in ("enable_sort", "enable_seqscan", "enable_bitmapscan"):  # the planner would walk the graph
+            conn.execute(f"SET {setting} = off")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        scans = "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = %s"
+        before = conn.execute(scans, (HALFVEC_INDEX,)).fetchone()[0]
+        got = store.search_by_embedding(conn, query, owner_id=OWNER, threshold=-1, limit=10)
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        assert conn.execute(scans, (HALFVEC_INDEX,)).fetchone()[0] == before  # 300 rows <= 300: exact
+        assert [r["id"] for r in got] == _exact(vectors, ids, query, 10)
