@@ -289,7 +289,8 @@ def main() -> int:
                              f"the halfvec index (default: the migration's own, {DEFAULT_POOL}; 100 is migration 008's)")
     parser.add_argument("--exact-max-rows", default=None,
                         help="comma-separated vidx.exact_search_max_rows values (owners with at most that many "
-                             "scenes are searched exactly; default: unset, the planner decides)")
+                             "scenes are searched exactly; 0: off, the planner decides; default: unset, the "
+                             "migration's own bound, 200000)")
     parser.add_argument("--keep", action="store_true", help="keep the bench database (and server) for inspection")
     args = parser.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -358,7 +359,8 @@ def main() -> int:
                                 conn.execute(f"SET vidx.exact_search_max_rows = {int(exact_max)}")
                             figures = dict(built, hnsw_ef_search=function_setting(conn, "hnsw.ef_search"),
                                            candidate_pool=pool or DEFAULT_POOL,
-                                           exact_search_max_rows=int(exact_max or 0),
+                                           exact_search_max_rows=int(exact_max) if exact_max is not None
+                                           else "default",
                                            **measure(conn, workload, owner_ids, index))
                             name = (variant + (f" pool={pool}" if pool else "") + (f" ef_search={int(ef)}" if ef else "")
                                     + (f" exact_max_rows={int(exact_max)}" if exact_max is not None else ""))

@@ -194,9 +194,9 @@ def test_inner_query_plan_uses_the_hnsw_index(conn, dataset: Dataset) -> None:
 
 
 def test_the_function_itself_scans_the_hnsw_index(conn, dataset: Dataset) -> None:
-    """Here an exact sort of BIG's 2,400 rows is cheaper than walking the graph for 1,000
-    candidates (migration 009's pool), and the planner says so; where the walk is the cheaper
-    plan (forced here, as for owners of ~100k scenes at 1M), the function takes it."""
+    """For owners above migration 009's exact bound, where the walk is the cheaper plan
+    (forced here: an exact sort of BIG's 2,400 rows is cheaper than walking the graph for
+    1,000 candidates, and the planner says so), the function walks the HNSW index."""
     query = dataset.vectors[dataset.rows_of(BIG)[5]]
     exact_before = store.search_by_embedding(conn, query, owner_id=BIG, threshold=-1, limit=10)
     _forced_index_path(conn)
@@ -212,9 +212,9 @@ def _set_exact_max_rows(conn: psycopg.Connection, value: str) -> None:
 
 
 def test_owners_up_to_the_exact_bound_are_searched_exactly(conn, dataset: Dataset) -> None:
-    """vidx.exact_search_max_rows (migration 009): an owner with at most that many scenes is
-    searched by exact distance even where the planner would walk the graph; a bigger owner
-    still walks it."""
+    """vidx.exact_search_max_rows (migration 009, default 200,000): an owner with at most that
+    many scenes is searched by exact distance even where the planner would walk the graph; a
+    bigger owner still walks it."""
     _forced_index_path(conn)  # the planner would walk the HNSW index for everyone
     queries = [dataset.vectors[row] for row in dataset.rows_of(REST[0])[:5]]
     _set_exact_max_rows(conn, str(len(dataset.rows_of(SMALL))))  # SMALL is within the bound, BIG is not
@@ -225,9 +225,16 @@ def test_owners_up_to_the_exact_bound_are_searched_exactly(conn, dataset: Datase
     assert _index_scans(conn, HNSW_INDEX) == hnsw_before  # never touched the graph
     store.search_by_embedding(conn, queries[0], owner_id=BIG, threshold=-1, limit=10)
     assert _index_scans(conn, HNSW_INDEX) > hnsw_before
-    _set_exact_max_rows(conn, "0")  # 0 (the default): the planner decides, as before
+    _set_exact_max_rows(conn, "0")  # 0: off, the planner decides (migration 008's behaviour)
     store.search_by_embedding(conn, queries[1], owner_id=SMALL, threshold=-1, limit=20)
-    assert _index_scans(conn, HNSW_INDEX) > hnsw_before + 1
+    walks = _index_scans(conn, HNSW_INDEX)
+    assert walks > hnsw_before + 1
+    conn.execute("RESET vidx.exact_search_max_rows")  # unset: the default bound, 200,000 scenes
+    for owner in (SMALL, BIG):
+        query = queries[2]
+        got = store.search_by_embedding(conn, query, owner_id=owner, threshold=-1, limit=10)
+        assert [r["id"] for r in got] == dataset.exact(owner, query, 10)
+    assert _index_scans(conn, HNSW_INDEX) == walks
 
 
 @pytest.mark.parametrize("value", ["lots", "1e99", "99999999999999999999"])
@@ -240,7 +247,9 @@ def test_a_bad_exact_bound_is_one_clear_error(conn, dataset: Dataset, value: str
 
 def _forced_index_path(conn: psycopg.Connection) -> None:
     """Make the planner take the HNSW path even for a small owner (it would rightly prefer
-    the owner_id btree and an exact sort here), to test iterative scans."""
+    the owner_id btree and an exact sort here, and migration 009 searches owners of up to
+    200k scenes exactly before asking it), to test iterative scans."""
+    _set_exact_max_rows(conn, "0")
     conn.execute("SET enable_sort = off")
     conn.execute("SET enable_seqscan = off")
     conn.execute("SET enable_bitmapscan = off")

@@ -1,23 +1,25 @@
--- Search at a million scenes: a bigger exact re-rank, and an opt-in exact path for owners
--- whose recall must not depend on the shared HNSW graph.
+-- Search at a million scenes: exact search for owners up to a size, and a bigger exact
+-- re-rank behind the HNSW walk for the owners above it.
 --
--- Measured (bench/search.py --n 1000000 --pools 100,300,1000,3000: 1,000 owners of Zipf
--- sizes, 200 held-out queries per size class; bench/results/search-1m-pools.json and
--- docs/scaling.md): the candidate pool re-ranked by exact distance moved recall most.
--- From 008's 100 to 1000, owners of 1-5% of the rows went 0.94 -> 1.0 and owners above 5%
--- 0.80 -> 0.91, partly because the planner, costing LIMIT 1000 honestly, now takes the
--- owner_id btree and an exact sort for owners up to ~7% of the rows (~35 ms p50 for the
--- 1-5% class, the same as its HNSW walks before). 3000 added only 0.006 more.
+-- Measured (bench/search.py --n 1000000: 1,000 owners of Zipf sizes, 200 held-out queries
+-- per size class; bench/results/search-1m-009.json, search-1m-pools.json, docs/scaling.md):
 --
--- Owners the planner still sends through the HNSW walk (here the largest, 13% of the rows)
--- get ~0.8 for queries unlike anything they filmed: their nearest rows are then all about
--- equally far (similarity ~0.36 against ~0.35) and no candidate pool ranks that flat
--- region well. A deployment that wants exact results for them sets
---     ALTER DATABASE <db> SET vidx.exact_search_max_rows = 200000;
--- (or per role or session): an owner with at most that many scenes is searched exactly,
--- by the owner_id btree and full-precision distance (~1.1 ms per 1,000 scenes on the
--- bench's 2 shared cores). Unset or 0, the default, leaves the choice to the planner as
--- before, so the HNSW index serves big owners (DESIGN.md: the search uses the HNSW index).
+-- * vidx.exact_search_max_rows (default 200000): an owner with at most that many scenes is
+--   searched exactly, through the owner_id btree and full-precision distance. Exact search
+--   costs ~1.1 ms per 1,000 of the owner's scenes on the bench's 2 shared cores, whatever the
+--   table's size: ~0.15 s for the bench's largest owner (134k scenes, 13% of the rows), about
+--   what the HNSW walk costs that owner (p50 ~0.1 s, p99 0.28-0.38 s), and the walk only
+--   reaches recall@10 ~0.84 there: for queries unlike anything the owner filmed its nearest
+--   rows are all about equally far (similarity ~0.36 against ~0.35) and a graph walk ranks
+--   that flat region poorly. With the bound every owner class is 1.0 at 1M, with a lower p99
+--   than without it (144 against 231 ms). The same idea as Weaviate's flatSearchCutoff and
+--   Qdrant's full_scan_threshold, by the owner's own size. Set per database, role or session
+--       ALTER DATABASE <db> SET vidx.exact_search_max_rows = 50000;
+--   0 turns it off (the planner alone decides, as in migration 008).
+-- * Owners above the bound walk the HNSW index, now re-ranking >= 1000 candidates by exact
+--   distance (008: 100): the largest owner's walk went from ~0.80 to ~0.84, and without the
+--   bound the planner, costing LIMIT 1000 honestly, takes the btree and an exact sort for
+--   owners up to ~7% of the rows (1-5% owners: 0.94 -> 1.0 at the same ~35 ms p50).
 --
 -- Same signatures, arguments, checks and results as migrations 004 and 008; no index
 -- changes, so this migration is instant on any table.
@@ -74,7 +76,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     BEGIN
-        exact_max := coalesce(nullif(current_setting('vidx.exact_search_max_rows', true), '')::bigint, 0);
+        exact_max := coalesce(nullif(current_setting('vidx.exact_search_max_rows', true), '')::bigint, 200000);
     EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
         RAISE EXCEPTION 'vidx.exact_search_max_rows must be a whole number of scenes, got %',
             current_setting('vidx.exact_search_max_rows', true) USING ERRCODE = 'invalid_parameter_value';
@@ -85,7 +87,7 @@ BEGIN
 
     IF exact_max > 0 THEN
         -- Counted on the owner_id btree and stopped at the bound: cheap for the small
-        -- owners, at most exact_max index entries for the big ones.
+        -- owners, at most exact_max + 1 index entries for the big ones.
         SELECT count(*) INTO owner_rows
         FROM (SELECT 1 FROM scenes s WHERE s.owner_id = filter_user_id LIMIT exact_max + 1) o;
         go_exact := owner_rows <= exact_max;
