@@ -237,7 +237,17 @@ def test_owners_up_to_the_exact_bound_are_searched_exactly(conn, dataset: Datase
     assert _index_scans(conn, HNSW_INDEX) == walks
 
 
-@pytest.mark.parametrize("value", ["lots", "1e99", "99999999999999999999"])
+def test_the_largest_exact_bound_is_exact_for_everyone(conn, dataset: Dataset) -> None:
+    _forced_index_path(conn)
+    _set_exact_max_rows(conn, " 999999999999999999 ")  # 18 digits, spaces around: still a number
+    hnsw_before = _index_scans(conn, HNSW_INDEX)
+    query = dataset.vectors[dataset.rows_of(REST[1])[0]]
+    got = store.search_by_embedding(conn, query, owner_id=BIG, threshold=-1, limit=10)
+    assert [r["id"] for r in got] == dataset.exact(BIG, query, 10)
+    assert _index_scans(conn, HNSW_INDEX) == hnsw_before
+
+
+@pytest.mark.parametrize("value", ["lots", "1e99", "99999999999999999999", "12 000", "0x10"])
 def test_a_bad_exact_bound_is_one_clear_error(conn, dataset: Dataset, value: str) -> None:
     _set_exact_max_rows(conn, value)
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="exact_search_max_rows must be a whole number"):

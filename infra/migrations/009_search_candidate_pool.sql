@@ -56,6 +56,7 @@ DECLARE
     available   integer;
     label_json  jsonb;
     query_half  halfvec(512);
+    exact_text  text;
     exact_max   bigint;
     owner_rows  bigint;
     go_exact    boolean := false;
@@ -75,12 +76,17 @@ BEGIN
         RAISE EXCEPTION 'match_count must be between 1 and 1000, got %', match_count
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    BEGIN
-        exact_max := coalesce(nullif(current_setting('vidx.exact_search_max_rows', true), '')::bigint, 200000);
-    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
-        RAISE EXCEPTION 'vidx.exact_search_max_rows must be a whole number of scenes, got %',
-            current_setting('vidx.exact_search_max_rows', true) USING ERRCODE = 'invalid_parameter_value';
-    END;
+    -- Checked by pattern, not by catching a failed cast: an EXCEPTION block would open a
+    -- subtransaction on every search. 18 digits at most, so exact_max + 1 cannot overflow.
+    exact_text := nullif(btrim(current_setting('vidx.exact_search_max_rows', true)), '');
+    IF exact_text IS NULL THEN
+        exact_max := 200000;
+    ELSIF exact_text ~ '^-?[0-9]{1,18}$' THEN
+        exact_max := exact_text::bigint;
+    ELSE
+        RAISE EXCEPTION 'vidx.exact_search_max_rows must be a whole number of scenes (at most 18 digits), got %',
+            exact_text USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     label_json := CASE WHEN filter_label IS NULL THEN NULL
                        ELSE jsonb_build_array(jsonb_build_object('label', filter_label)) END;
     query_half := query_embedding::halfvec(512);
