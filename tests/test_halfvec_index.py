@@ -14,7 +14,7 @@ from pgvector.psycopg import register_vector
 from pipeline import store
 from pipeline.store import migrations
 from pipeline.store.connection import ensure_pgvector
-from tests.fixtures.database import probe_result, scene_records, unit_vectors
+from tests.fixtures.database import index_scans, prefer_index_walks, probe_result, scene_records, unit_vectors
 
 OWNER = uuid.UUID(int=0x5CA1E)
 HALFVEC_INDEX = "scenes_embedding_halfvec_hnsw_idx"
@@ -146,9 +146,7 @@ def test_near_duplicates_through_the_halfvec_index(db_conn: psycopg.Connection) 
     ids = _store(db_conn, vectors)
     db_conn.execute("ANALYZE scenes")
     db_conn.execute("SET vidx.exact_search_max_rows = 0")  # 009's exact path for owners up to 200k scenes off
-    db_conn.execute("SET enable_sort = off")
-    db_conn.execute("SET enable_seqscan = off")
-    db_conn.execute("SET enable_bitmapscan = off")
+    prefer_index_walks(db_conn)
     got = store.search_by_embedding(db_conn, query, owner_id=OWNER, threshold=-1, limit=10)
     exact = _exact(vectors, ids, query, 10)
     assert len(got) == 10
@@ -171,12 +169,8 @@ def test_the_exact_bound_set_for_a_database_applies_to_every_new_connection(empt
     with psycopg.connect(empty_database_url, autocommit=True) as conn:
         register_vector(conn)
         assert conn.execute("SHOW vidx.exact_search_max_rows").fetchone()[0] == "300"
-        for setting in ("enable_sort", "enable_seqscan", "enable_bitmapscan"):  # the planner would walk the graph
-            conn.execute(f"SET {setting} = off")
-        conn.execute("SELECT pg_stat_force_next_flush()")
-        scans = "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = %s"
-        before = conn.execute(scans, (HALFVEC_INDEX,)).fetchone()[0]
+        prefer_index_walks(conn)  # the planner would walk the graph
+        before = index_scans(conn, HALFVEC_INDEX)
         got = store.search_by_embedding(conn, query, owner_id=OWNER, threshold=-1, limit=10)
-        conn.execute("SELECT pg_stat_force_next_flush()")
-        assert conn.execute(scans, (HALFVEC_INDEX,)).fetchone()[0] == before  # 300 rows <= 300: exact
+        assert index_scans(conn, HALFVEC_INDEX) == before  # 300 rows <= 300: exact
         assert [r["id"] for r in got] == _exact(vectors, ids, query, 10)

@@ -12,7 +12,15 @@ from pgvector.psycopg import register_vector
 
 from pipeline import store
 from pipeline.errors import BadInputError
-from tests.fixtures.database import _create_database, _drop_database, probe_result, scene_records, with_database
+from tests.fixtures.database import (
+    _create_database,
+    _drop_database,
+    index_scans,
+    prefer_index_walks,
+    probe_result,
+    scene_records,
+    with_database,
+)
 
 BIG = uuid.UUID("0000000b-0000-0000-0000-000000000001")  # 60% of the rows
 SMALL = uuid.UUID("0000000c-0000-0000-0000-000000000001")  # 1% of the rows
@@ -116,11 +124,6 @@ def conn(dataset: Dataset) -> Iterator[psycopg.Connection]:
         yield connection
 
 
-def _index_scans(conn: psycopg.Connection, index: str) -> int:
-    conn.execute("SELECT pg_stat_force_next_flush()")
-    return conn.execute("SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = %s", (index,)).fetchone()[0]
-
-
 def test_a_scenes_own_embedding_ranks_first(conn, dataset: Dataset) -> None:
     for row in dataset.rows_of(BIG)[:: 400]:
         results = store.search_by_embedding(conn, dataset.vectors[row], owner_id=BIG, threshold=-1, limit=10)
@@ -200,9 +203,9 @@ def test_the_function_itself_scans_the_hnsw_index(conn, dataset: Dataset) -> Non
     query = dataset.vectors[dataset.rows_of(BIG)[5]]
     exact_before = store.search_by_embedding(conn, query, owner_id=BIG, threshold=-1, limit=10)
     _forced_index_path(conn)
-    before = _index_scans(conn, HNSW_INDEX)
+    before = index_scans(conn, HNSW_INDEX)
     walked = store.search_by_embedding(conn, query, owner_id=BIG, threshold=-1, limit=10)
-    assert _index_scans(conn, HNSW_INDEX) > before
+    assert index_scans(conn, HNSW_INDEX) > before
     assert [r["id"] for r in exact_before] == dataset.exact(BIG, query, 10)
     assert len({r["id"] for r in walked} & set(dataset.exact(BIG, query, 10))) >= 9
 
@@ -218,33 +221,33 @@ def test_owners_up_to_the_exact_bound_are_searched_exactly(conn, dataset: Datase
     _forced_index_path(conn)  # the planner would walk the HNSW index for everyone
     queries = [dataset.vectors[row] for row in dataset.rows_of(REST[0])[:5]]
     _set_exact_max_rows(conn, str(len(dataset.rows_of(SMALL))))  # SMALL is within the bound, BIG is not
-    hnsw_before = _index_scans(conn, HNSW_INDEX)
+    hnsw_before = index_scans(conn, HNSW_INDEX)
     for query in queries:
         got = store.search_by_embedding(conn, query, owner_id=SMALL, threshold=-1, limit=20)
         assert [r["id"] for r in got] == dataset.exact(SMALL, query, 20)
-    assert _index_scans(conn, HNSW_INDEX) == hnsw_before  # never touched the graph
+    assert index_scans(conn, HNSW_INDEX) == hnsw_before  # never touched the graph
     store.search_by_embedding(conn, queries[0], owner_id=BIG, threshold=-1, limit=10)
-    assert _index_scans(conn, HNSW_INDEX) > hnsw_before
+    assert index_scans(conn, HNSW_INDEX) > hnsw_before
     _set_exact_max_rows(conn, "0")  # 0: off, the planner decides (migration 008's behaviour)
     store.search_by_embedding(conn, queries[1], owner_id=SMALL, threshold=-1, limit=20)
-    walks = _index_scans(conn, HNSW_INDEX)
+    walks = index_scans(conn, HNSW_INDEX)
     assert walks > hnsw_before + 1
     conn.execute("RESET vidx.exact_search_max_rows")  # unset: the default bound, 200,000 scenes
     for owner in (SMALL, BIG):
         query = queries[2]
         got = store.search_by_embedding(conn, query, owner_id=owner, threshold=-1, limit=10)
         assert [r["id"] for r in got] == dataset.exact(owner, query, 10)
-    assert _index_scans(conn, HNSW_INDEX) == walks
+    assert index_scans(conn, HNSW_INDEX) == walks
 
 
 def test_the_largest_exact_bound_is_exact_for_everyone(conn, dataset: Dataset) -> None:
     _forced_index_path(conn)
     _set_exact_max_rows(conn, " 999999999999999999 ")  # 18 digits, spaces around: still a number
-    hnsw_before = _index_scans(conn, HNSW_INDEX)
+    hnsw_before = index_scans(conn, HNSW_INDEX)
     query = dataset.vectors[dataset.rows_of(REST[1])[0]]
     got = store.search_by_embedding(conn, query, owner_id=BIG, threshold=-1, limit=10)
     assert [r["id"] for r in got] == dataset.exact(BIG, query, 10)
-    assert _index_scans(conn, HNSW_INDEX) == hnsw_before
+    assert index_scans(conn, HNSW_INDEX) == hnsw_before
 
 
 @pytest.mark.parametrize("value", ["lots", "1e99", "99999999999999999999", "12 000", "0x10"])
@@ -260,9 +263,7 @@ def _forced_index_path(conn: psycopg.Connection) -> None:
     the owner_id btree and an exact sort here, and migration 009 searches owners of up to
     200k scenes exactly before asking it), to test iterative scans."""
     _set_exact_max_rows(conn, "0")
-    conn.execute("SET enable_sort = off")
-    conn.execute("SET enable_seqscan = off")
-    conn.execute("SET enable_bitmapscan = off")
+    prefer_index_walks(conn)
 
 
 def test_one_percent_tenant_gets_match_count_rows_through_the_index(conn, dataset: Dataset) -> None:
@@ -270,14 +271,14 @@ def test_one_percent_tenant_gets_match_count_rows_through_the_index(conn, datase
     rows = dataset.rows_of(SMALL)
     assert len(rows) == N_ROWS // 100
     _forced_index_path(conn)  # session settings of this test's own connection
-    hnsw_before, owner_before = _index_scans(conn, HNSW_INDEX), _index_scans(conn, OWNER_INDEX)
+    hnsw_before, owner_before = index_scans(conn, HNSW_INDEX), index_scans(conn, OWNER_INDEX)
     recalls = []
     for row in dataset.rows_of(BIG)[:10]:  # queries land in other owners' neighbourhoods
         query = dataset.vectors[row]
         got = store.search_by_embedding(conn, query, owner_id=SMALL, threshold=-1, limit=k)
         assert len(got) == k
         recalls.append(len({r["id"] for r in got} & set(dataset.exact(SMALL, query, k))) / k)
-    hnsw_after, owner_after = _index_scans(conn, HNSW_INDEX), _index_scans(conn, OWNER_INDEX)
+    hnsw_after, owner_after = index_scans(conn, HNSW_INDEX), index_scans(conn, OWNER_INDEX)
     assert hnsw_after - hnsw_before >= 10  # the iterative HNSW scan served every query ...
     assert owner_after == owner_before  # ... without the exact fallback
     assert np.mean(recalls) >= 0.9
