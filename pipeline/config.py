@@ -242,6 +242,11 @@ class Settings:
         "VIDX_SHOT_REFERENCE_PASS", _parse_bool, False,
         "Experimental: detect shots on reference frames only (B-frames skipped), then place each cut exactly.",
     )
+    decode_processes: int = _env(
+        "VIDX_DECODE_PROCESSES", _int_range(0, 64), 0,
+        "ffmpeg processes decoding keyframe-aligned segments of one video at once in the reference pass "
+        "(0: one per CPU this process may use, at most 4; 1: one decode).",
+    )
 
     # --- input limits (bad input is refused, not attempted) ---
     max_duration_s: float = _env(
@@ -345,6 +350,12 @@ class Settings:
                 "VIDX_STALE_AFTER_S", str(self.stale_after_s),
                 f"at least VIDX_LEASE_S ({self.lease_s}) and VIDX_RECONCILE_INTERVAL_S ({self.reconcile_interval_s})",
             )
+
+    def decode_workers(self) -> int:
+        """Decoding processes for one video: ``VIDX_DECODE_PROCESSES``, or one per usable CPU (at most 4)."""
+        if self.decode_processes:
+            return self.decode_processes
+        return max(1, min(4, len(os.sched_getaffinity(0))))
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields changed (CLI flags, tests)."""

@@ -35,6 +35,9 @@ from pipeline.errors import BadInputError, ProcessingError
 
 _SHOWINFO = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]+\] n:\s*(\d+) pts:\s*(-?\d+)\s+pts_time:(\S+)")
 SHOWINFO_FILTER = "showinfo=checksum=0"  # times and sizes only: no per-plane checksums or statistics
+# Candidate frames are shrunk by averaging the source pixels each one covers (swscale's "area"):
+# alias-free when shrinking, and about a third of bicubic's CPU from 1080p (docs/scenes.md, "Speed").
+SAMPLE_SCALE_FLAGS = "area"
 _FRAME_SIZE = re.compile(r" s:(\d+)x(\d+) ")
 _ERROR_HINT = re.compile(r"error|invalid|corrupt|missing|truncat|concealing", re.IGNORECASE)
 
@@ -81,6 +84,11 @@ class DecodeOptions:
     fast_detection: bool = False
     threads: int = 0  # 0: ffmpeg decides
     reference_frames_only: bool = False  # skip B-frames (-skip_frame bidir): see pipeline/refdecode.py
+    # One keyframe-aligned segment (pipeline/segments.py): frames keep the packet clock (-copyts), and
+    # decoding starts at the keyframe at or before ``seek_s`` (a packet time) with nothing trimmed.
+    packet_clock: bool = False
+    seek_s: float | None = None
+    duration_s: float | None = None  # stop reading after about this long (the caller checks the end itself)
 
 
 @dataclass
@@ -103,6 +111,14 @@ def _build_command(source: Path, opts: DecodeOptions) -> list[str]:
         cmd += ["-skip_loop_filter", "all"]
     if opts.reference_frames_only:
         cmd += ["-skip_frame", "bidir"]
+    if opts.packet_clock:
+        cmd += ["-copyts"]
+    if opts.seek_s is not None:
+        # seek_timestamp: -ss is a packet time, not an offset from the file's start time;
+        # noaccurate_seek: no trim, whose start ffmpeg offsets by that start time anyway.
+        cmd += ["-seek_timestamp", "1", "-noaccurate_seek", "-ss", f"{opts.seek_s:.6f}"]
+    if opts.duration_s is not None:
+        cmd += ["-t", f"{opts.duration_s:.6f}"]
     cmd += [*media_sandbox.input_options(), "-i", media_sandbox.input_spec(source), "-an", "-sn", "-dn"]
     # showinfo first: it logs each frame's time and its decoded size (checked against the limit).
     # checksum=0: its default hashes and averages every plane of every full-size frame,
@@ -112,7 +128,7 @@ def _build_command(source: Path, opts: DecodeOptions) -> list[str]:
         sw, sh = opts.sample_size
         graph = (
             f"[0:v:0]{SHOWINFO_FILTER},split=2[d][s];[d]{detect_chain}[det];"
-            f"[s]select='not(mod(n\\,{opts.sample_every}))',scale={sw}:{sh}:flags=bicubic,format=rgb24[smp]"
+            f"[s]select='not(mod(n\\,{opts.sample_every}))',scale={sw}:{sh}:flags={SAMPLE_SCALE_FLAGS},format=rgb24[smp]"
         )
         cmd += ["-filter_complex", graph,
                 "-map", "[det]", "-fps_mode", "passthrough", "-f", "rawvideo", "pipe:1",
@@ -411,7 +427,7 @@ def decode_frame_at(
     w, h = size
     cmd = [FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error", "-ss", f"{max(0.0, time_s):.6f}",
            *media_sandbox.input_options(), "-i", media_sandbox.input_spec(source), "-map", "0:v:0",
-           "-frames:v", "1", "-vf", f"scale={w}:{h}:flags=bicubic",
+           "-frames:v", "1", "-vf", f"scale={w}:{h}:flags={SAMPLE_SCALE_FLAGS}",
            "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
     try:
         proc = subprocess.run(

@@ -89,7 +89,8 @@ def decode_range(
     and hands over frames from ``start_s`` on, with their packet timestamps.
     """
     w, h = size
-    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "info", "-copyts",
+    # One thread: it runs beside the segment decoders (pipeline/segments.py), which keep every core busy.
+    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "info", "-threads", "1", "-copyts",
            "-ss", f"{max(0.0, start_s - 1e-3):.6f}", *media_sandbox.input_options(),
            "-i", media_sandbox.input_spec(source), "-map", "0:v:0", "-an", "-sn", "-dn",
            "-vf", f"scale={w}:{h}:flags=area,format=rgb24,{SHOWINFO_FILTER}", "-frames:v", str(count),

@@ -21,6 +21,7 @@ from pipeline.decode import DecodeOptions, FrameStream, decode_frame_at, detecti
 from pipeline.errors import BadInputError
 from pipeline.log import get_logger
 from pipeline.refdecode import PacketIndex, decode_range, read_packet_index
+from pipeline.segments import SegmentedDecode
 from pipeline.shots.candidates import SampleReservoir, pick_candidates
 from pipeline.shots.detector import DetectorParams, ShotBoundary, ShotDetector
 from pipeline.shots.features import content_distance, frame_features
@@ -91,9 +92,13 @@ class _SceneAssembler:
         self.start_guard = 0
         self.index = 0
 
+    def closes_scene(self, b: ShotBoundary) -> bool:
+        """Whether ``b`` would end the open scene (else it only guards frames of the same transition)."""
+        return not b.joins_previous and b.frame - self.start >= self.min_len
+
     def boundary(self, b: ShotBoundary) -> Iterator[DetectedScene]:
         yield from self.split_long(b.frame)
-        if b.joins_previous or b.frame - self.start < self.min_len:
+        if not self.closes_scene(b):
             # Too close to the previous boundary: most likely the same transition
             # (a fade's two ends), so its frames stay off-limits for candidates.
             self.start_guard = max(self.start_guard, b.frame - self.start + b.guard)
@@ -218,9 +223,13 @@ class _ReferencePlacer:
         self.detect_size = detect_size
         self.refs: list[int] = []  # display frame of each decoded reference frame, ascending
 
-    def place(self, b: ShotBoundary) -> ShotBoundary:
-        """A cut shows at the first frame of reference ``j``'s hold; the true cut is in (previous ref, j]."""
-        if b.kind != "cut":
+    def place(self, b: ShotBoundary, scenes: _SceneAssembler) -> ShotBoundary:
+        """A cut shows at the first frame of reference ``j``'s hold; the true cut is in (previous ref, j].
+
+        Only cuts that will end a scene are placed: one that merely joins a
+        transition (a fade's second end) keeps its frame and costs no decode.
+        """
+        if b.kind != "cut" or not scenes.closes_scene(b):
             return b
         j = b.frame
         k = bisect.bisect_left(self.refs, j)
@@ -240,30 +249,39 @@ class _ReferencePlacer:
 
 
 class _Hold:
-    """Expands decoded reference frames to every display frame by holding each until the next one.
+    """Expands the features of decoded reference frames to every display frame by holding each until the next.
 
     The detector then runs on the display clock as usual: a cut shows as one
     jump, a dissolve or fade as a staircase with the same overall change.
+    Features are computed once per reference frame and repeated, not
+    recomputed on copies of the frame.
     """
 
     def __init__(self) -> None:
-        self.pending: tuple[int, np.ndarray] | None = None  # the last reference, length not yet known
+        self.pending: tuple[int, tuple[np.ndarray, ...]] | None = None  # the last reference, length not yet known
         self.next_frame = 0
 
-    def push(self, displays: np.ndarray, frames: np.ndarray, end: int | None = None) -> np.ndarray:
-        out = []
-        items = list(zip(displays.tolist(), frames, strict=True))
+    def push(self, displays: np.ndarray, features: tuple[np.ndarray, ...], end: int | None = None) -> tuple[np.ndarray, ...] | None:
+        """Held features of every display frame that is now known (None if none is)."""
+        items = [(d, tuple(f[k] for f in features)) for k, d in enumerate(displays.tolist())]
         if self.pending is not None:
             items.insert(0, self.pending)
         keep = items if end is not None else items[:-1]
-        for k, (d, frame) in enumerate(keep):
+        rows: list[int] = []
+        counts: list[int] = []
+        for k, (d, _) in enumerate(keep):
             stop = items[k + 1][0] if k + 1 < len(items) else (end if end is not None else d + 1)
             count = max(0, stop - max(d, self.next_frame))
             if count:
-                out.append(np.repeat(frame[None], count, axis=0))
+                rows.append(k)
+                counts.append(count)
                 self.next_frame += count
-        self.pending = None if end is not None else items[-1]
-        return np.concatenate(out) if out else frames[:0]
+        self.pending = None if end is not None or not items else items[-1]
+        if not rows:
+            return None
+        return tuple(
+            np.repeat(np.stack([keep[r][1][i] for r in rows]), counts, axis=0) for i in range(len(keep[0][1]))
+        )
 
 
 def _detect_on_reference_frames(
@@ -289,38 +307,29 @@ def _detect_on_reference_frames(
                                                      cut_neighbours=9, held_frames=True))
     placer = _ReferencePlacer(source, index, detect_size, settings)
     hold = _Hold()
-    timeline: _IndexTimeline | None = None
-    scenes: _SceneAssembler | None = None
-    offset = 0.0
-    with FrameStream(source, opts, batch_frames=128) as stream:
-        for fb in stream.batches():
-            if timeline is None:
-                offset = float(index.times[0] - fb.times[0]) if np.isfinite(fb.times[0]) else 0.0
-                timeline = _IndexTimeline(index, offset, fps)
-                scenes = _SceneAssembler(source, settings, fps, sample_size, timeline)  # type: ignore[arg-type]
-            assert scenes is not None
-            displays = index.frame_of(fb.times, offset)
-            placer.refs += displays.tolist()
-            for ref, image in fb.samples:
-                frame = int(displays[ref - fb.first])
+    # Scene times count from the first frame, as the full decode's do (its clock starts there).
+    timeline = _IndexTimeline(index, float(index.times[0]), fps)
+    scenes = _SceneAssembler(source, settings, fps, sample_size, timeline)  # type: ignore[arg-type]
+    with SegmentedDecode(source, index, opts, settings, settings.decode_workers()) as decode:
+        for rb in decode.batches():
+            placer.refs += rb.displays.tolist()
+            for frame, image in rb.samples:
                 scenes.reservoir.add(Candidate(frame, timeline.at(frame), image), detector.final_below)
-            frames = hold.push(displays, fb.frames)
-            if len(frames):
-                for b in detector.push(*frame_features(frames)):
-                    yield from scenes.boundary(placer.place(b))
+            held = hold.push(rb.displays, frame_features(rb.frames))
+            if held is not None:
+                for b in detector.push(*held):
+                    yield from scenes.boundary(placer.place(b, scenes))
             yield from scenes.split_long(detector.final_below)
             if on_progress:
                 on_progress(min(1.0, hold.next_frame / total))
-        code = stream.finish()
         decoded = placer.refs[-1] + 1 if placer.refs else 0
-        _check_complete(source, decoded, probe.frame_count or total, code, stream.error_summary())
-        assert scenes is not None
-        tail = hold.push(np.zeros(0, int), np.zeros((0, detect_size[1], detect_size[0], 3), np.uint8), end=total)
-        if len(tail):
-            for b in detector.push(*frame_features(tail)):
-                yield from scenes.boundary(placer.place(b))
+        _check_complete(source, decoded, probe.frame_count or total, decode.code, decode.error_summary())
+        tail = hold.push(np.zeros(0, int), (), end=total)
+        if tail is not None:
+            for b in detector.push(*tail):
+                yield from scenes.boundary(placer.place(b, scenes))
         for b in detector.finish():
-            yield from scenes.boundary(placer.place(b))
+            yield from scenes.boundary(placer.place(b, scenes))
         yield from scenes.finish(total)
     if on_progress:
         on_progress(1.0)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.decode import DecodeOptions, FrameStream, decode_frame_at, detection_size, scaled_size
+from pipeline.decode import SAMPLE_SCALE_FLAGS, DecodeOptions, FrameStream, decode_frame_at, detection_size, scaled_size
 from tests import videogen
 
 
@@ -20,7 +20,8 @@ def clip(tmp_path_factory) -> Path:
 
 def reference_frame(path: Path, n: int, size: tuple[int, int]) -> np.ndarray:
     out = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-vf", f"select=eq(n\\,{n}),scale={size[0]}:{size[1]}:flags=bicubic",
+        ["ffmpeg", "-v", "error", "-i", str(path),
+         "-vf", f"select=eq(n\\,{n}),scale={size[0]}:{size[1]}:flags={SAMPLE_SCALE_FLAGS}",
          "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
     return np.frombuffer(out, np.uint8).reshape(size[1], size[0], 3)
 
