@@ -177,12 +177,16 @@ class SegmentedDecode:
         """Keep ``workers`` decoders busy, at most ``LOOKAHEAD_SEGMENTS`` segments past the one being read."""
         while self._next < len(self.segments) and (
             self._next <= current
-            or (self._next <= current + LOOKAHEAD_SEGMENTS
-                and sum(w.decoding for w in self._running.values()) < self.workers)
+            or (self._next <= current + LOOKAHEAD_SEGMENTS and self._decoding() < self.workers)
         ):
             k = self._next
             self._running[k] = self._start(k, self.segments[k].start_s if k else None)
             self._next += 1
+
+    def _decoding(self) -> int:
+        """ffmpeg processes running now: the segment being read and those ahead of it."""
+        current = [self._current] if self._current is not None else []
+        return sum(w.decoding for w in [*current, *self._running.values()])
 
     def _start(self, k: int, seek_s: float | None) -> _SegmentDecode:
         end_s = self.segments[k + 1].start_s if k + 1 < len(self.segments) else None

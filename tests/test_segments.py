@@ -145,13 +145,20 @@ def test_a_frame_over_the_size_limit_stops_every_segment(tmp_path):
         list(detect_scenes(path, probe_of(path), settings))
 
 
-def test_a_reader_that_stops_early_leaves_no_decoder_running(tmp_path):
+def test_a_reader_that_stops_early_leaves_no_decoder_running(tmp_path, monkeypatch):
     import psutil
 
+    from pipeline import decode as decode_module
+    from pipeline import segments
+
+    # One frame per batch and no slack anywhere, so each decoder blocks on its pipe after a few frames.
+    monkeypatch.setattr(segments, "BATCH_FRAMES", 1)
+    monkeypatch.setattr(segments, "QUEUE_BATCHES", 1)
+    monkeypatch.setattr(decode_module._DetectionReader, "MAX_CHUNKS", 1)
     path = _video(tmp_path)
     index = read_packet_index(path, Settings())
     assert index is not None
-    with SegmentedDecode(path, index, OPTS, Settings(), workers=3, segment_s=1.5) as decode:
+    with SegmentedDecode(path, index, OPTS, Settings(), workers=3, segment_s=4) as decode:
         next(iter(decode.batches()))
         assert any(c.name() == "ffmpeg" for c in psutil.Process().children())
     assert not [c for c in psutil.Process().children() if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
