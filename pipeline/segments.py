@@ -12,8 +12,9 @@ keeps the packet clock (``-copyts``) and starts at its keyframe without
 trimming; its frames are mapped to display frame numbers with the packet
 index and anything outside the segment is dropped. A segment that does
 not start where it should (a demuxer that seeks past the keyframe) is
-decoded again from the segment before, then from the start, so a wrong
-seek costs time, never frames. At most ``workers`` segments decode at
+decoded again from the segment before; if that starts late too, seeking
+is not trusted in this file and one process decodes the rest from the
+start. A wrong seek costs time (at most one decode more), never frames. At most ``workers`` segments decode at
 once, and each holds at most ``QUEUE_BATCHES`` batches ahead of the
 consumer, so memory stays bounded for any length.
 """
@@ -166,12 +167,16 @@ class SegmentedDecode:
             outcome = yield from self._consume(self._running.pop(k), seg, k)
             if outcome == "ok":
                 continue
-            # The seek landed past the keyframe, or found nothing: again from the segment before;
-            # a segment that still starts late is decoded from the start (one that is empty stays so).
+            # The seek landed past the keyframe, or found nothing: again from the segment before.
             retry_from = self.segments[k - 1].start_s if k > 1 else None
             outcome = yield from self._consume(self._start(k, retry_from), seg, k)
-            if outcome == "late" and retry_from is not None:
-                yield from self._consume(self._start(k, None), seg, k)
+            if outcome == "late":
+                # Seeking cannot be trusted in this file (a crafted index cannot make every segment
+                # decode from the start): one process decodes from the start to the end, once.
+                self.close()
+                rest = Segment(seg.first, len(self.index.times), seg.start_s)
+                yield from self._consume(self._start(k, None, to_end=True), rest, k)
+                return
 
     def _fill(self, current: int) -> None:
         """Keep ``workers`` decoders busy, at most ``LOOKAHEAD_SEGMENTS`` segments past the one being read."""
@@ -188,8 +193,8 @@ class SegmentedDecode:
         current = [self._current] if self._current is not None else []
         return sum(w.decoding for w in [*current, *self._running.values()])
 
-    def _start(self, k: int, seek_s: float | None) -> _SegmentDecode:
-        end_s = self.segments[k + 1].start_s if k + 1 < len(self.segments) else None
+    def _start(self, k: int, seek_s: float | None, to_end: bool = False) -> _SegmentDecode:
+        end_s = self.segments[k + 1].start_s if k + 1 < len(self.segments) and not to_end else None
         start_s = seek_s if seek_s is not None else float(self.index.times[0])
         duration = None
         if end_s is not None:

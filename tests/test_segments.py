@@ -111,6 +111,17 @@ def test_a_seek_that_lands_past_its_keyframe_is_decoded_again_from_earlier(tmp_p
     assert {d for d, _ in again[2]} <= set(again[0].tolist())
 
 
+def test_when_seeking_cannot_be_trusted_the_rest_is_decoded_once_from_the_start(tmp_path):
+    path = _video(tmp_path)
+    one = _decode(path, workers=1)
+    _, _, _, decode = _decode(path, workers=2)
+    last = decode.segments[-1].start_s
+    # Every segment after the first seeks to the last keyframe: late, and late again from the one before.
+    segments = [decode.segments[0], *(dataclasses.replace(x, start_s=last) for x in decode.segments[1:-1])]
+    segments.append(decode.segments[-1])
+    _assert_same(one, _decode(path, workers=2, segments=segments), samples=False)
+
+
 def test_reference_pass_scenes_are_the_same_with_parallel_segments(tmp_path):
     path = _video(tmp_path)
     one = run(path, shot_reference_pass=True, decode_processes=1)
