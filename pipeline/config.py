@@ -355,7 +355,9 @@ class Settings:
         """Decoding processes for one video: ``VIDX_DECODE_PROCESSES``, or one per usable CPU (at most 4)."""
         if self.decode_processes:
             return self.decode_processes
-        return max(1, min(4, len(os.sched_getaffinity(0))))
+        affinity = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere every core counts
+        usable = len(affinity(0)) if affinity else (os.cpu_count() or 1)
+        return max(1, min(4, usable))
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields changed (CLI flags, tests)."""

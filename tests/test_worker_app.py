@@ -84,3 +84,21 @@ def test_celery_records_in_the_parent_get_the_task_ids() -> None:
     assert task_ids_of_record(record) == {"task_id": "t-2"}
     plain = logging.LogRecord("x", logging.INFO, __file__, 1, "no task here", None, None)
     assert task_ids_of_record(plain) == {}
+
+
+@pytest.mark.parametrize(("configured", "expected"), [({}, 2), ({"VIDX_DECODE_PROCESSES": "3"}, 3)])
+def test_each_pool_child_decodes_with_its_share_of_the_cores(monkeypatch, configured, expected) -> None:
+    """Two children on four cores: two decoding processes each, unless VIDX_DECODE_PROCESSES says otherwise."""
+    cv2 = pytest.importorskip("cv2")
+    before = cv2.getNumThreads()
+    monkeypatch.setattr(worker_app, "settings", load_settings(configured))
+    monkeypatch.setattr(worker_app, "configure_worker_logging", lambda *_: None)
+    monkeypatch.setattr(worker_app, "_worker_concurrency", 2)
+    monkeypatch.setattr(worker_app.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(worker_app, "_child_settings", None)
+    try:
+        worker_app._init_child()
+        assert worker_app._child_settings.clip_cpu_threads == 2
+        assert worker_app._child_settings.decode_processes == expected
+    finally:
+        cv2.setNumThreads(before)

@@ -172,7 +172,10 @@ def _init_child(**_: Any) -> None:
     configure_worker_logging(settings)
     concurrency = _worker_concurrency or app.conf.worker_concurrency or os.cpu_count() or 1
     threads = settings.clip_cpu_threads or threads_per_child(concurrency)
-    _child_settings = settings.with_overrides(clip_cpu_threads=threads)
+    # Scene decoding gets the same share: C children each starting one ffmpeg per core would oversubscribe.
+    _child_settings = settings.with_overrides(
+        clip_cpu_threads=threads, decode_processes=settings.decode_processes or threads_per_child(concurrency)
+    )
     try:
         import cv2
 
