@@ -258,30 +258,38 @@ class _Hold:
     """
 
     def __init__(self) -> None:
-        self.pending: tuple[int, tuple[np.ndarray, ...]] | None = None  # the last reference, length not yet known
+        self.pending: tuple[np.ndarray, tuple[np.ndarray, ...]] | None = None  # the last reference, length unknown
         self.next_frame = 0
 
-    def push(self, displays: np.ndarray, features: tuple[np.ndarray, ...], end: int | None = None) -> tuple[np.ndarray, ...] | None:
-        """Held features of every display frame that is now known (None if none is)."""
-        items = [(d, tuple(f[k] for f in features)) for k, d in enumerate(displays.tolist())]
+    def push(self, displays: np.ndarray, features: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...] | None:
+        """Held features of every display frame now known: each reference's, up to the next one (None if none)."""
         if self.pending is not None:
-            items.insert(0, self.pending)
-        keep = items if end is not None else items[:-1]
-        rows: list[int] = []
-        counts: list[int] = []
-        for k, (d, _) in enumerate(keep):
-            stop = items[k + 1][0] if k + 1 < len(items) else (end if end is not None else d + 1)
-            count = max(0, stop - max(d, self.next_frame))
-            if count:
-                rows.append(k)
-                counts.append(count)
-                self.next_frame += count
-        self.pending = None if end is not None or not items else items[-1]
-        if not rows:
+            displays = np.concatenate([self.pending[0], displays])
+            features = tuple(np.concatenate(pair) for pair in zip(self.pending[1], features, strict=True))
+        if not len(displays):
             return None
-        return tuple(
-            np.repeat(np.stack([keep[r][1][i] for r in rows]), counts, axis=0) for i in range(len(keep[0][1]))
-        )
+        self.pending = (displays[-1:], tuple(f[-1:] for f in features))
+        return self._repeat(displays[:-1], displays[1:], tuple(f[:-1] for f in features))
+
+    def finish(self, end: int) -> tuple[np.ndarray, ...] | None:
+        """The last reference held up to the end of the stream."""
+        if self.pending is None:
+            return None
+        displays, features = self.pending
+        self.pending = None
+        return self._repeat(displays, np.array([end]), features)
+
+    def _repeat(self, starts: np.ndarray, stops: np.ndarray, features: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...] | None:
+        # The first reference starts where the previous output ended (frame 0 at first), so the
+        # detector's frame numbers are display frame numbers even if the stream opens with skipped frames.
+        starts = starts.copy()
+        if len(starts):
+            starts[0] = self.next_frame
+        counts = np.maximum(0, stops - starts)
+        if not counts.sum():
+            return None
+        self.next_frame = int(stops[counts > 0][-1])
+        return tuple(np.repeat(f, counts, axis=0) for f in features)
 
 
 def _detect_on_reference_frames(
@@ -324,7 +332,7 @@ def _detect_on_reference_frames(
                 on_progress(min(1.0, hold.next_frame / total))
         decoded = placer.refs[-1] + 1 if placer.refs else 0
         _check_complete(source, decoded, probe.frame_count or total, decode.code, decode.error_summary())
-        tail = hold.push(np.zeros(0, int), (), end=total)
+        tail = hold.finish(total)
         if tail is not None:
             for b in detector.push(*tail):
                 yield from scenes.boundary(placer.place(b, scenes))

@@ -14,9 +14,10 @@ index and anything outside the segment is dropped. A segment that does
 not start where it should (a demuxer that seeks past the keyframe) is
 decoded again from the segment before; if that starts late too, seeking
 is not trusted in this file and one process decodes the rest from the
-start. A wrong seek costs time (at most one decode more), never frames. At most ``workers`` segments decode at
-once, and each holds at most ``QUEUE_BATCHES`` batches ahead of the
-consumer, so memory stays bounded for any length.
+start. A wrong seek costs time (at most one decode more), never frames.
+At most ``workers`` segments decode at once, and each holds at most
+``QUEUE_BATCHES`` batches ahead of the consumer, so memory stays bounded
+for any length.
 """
 
 from __future__ import annotations
