@@ -90,8 +90,8 @@ def tiny_checkpoint(directory: Path) -> Path:
 
 def load_scenes(settings, n_scenes: int, n_videos: int) -> list[uuid.UUID]:
     from pipeline.clip.identity import model_identity
+    from pipeline.core.types import ProbeResult, SceneRecord
     from pipeline.store.scene_reads import list_scenes
-    from pipeline.types import ProbeResult, SceneRecord
 
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n_scenes, 512)).astype(np.float32)
@@ -155,7 +155,7 @@ def main() -> None:
 
     from pipeline import clip
     from pipeline.clip.identity import model_identity
-    from pipeline.config import load_settings
+    from pipeline.core.config import load_settings
     from pipeline.store.api_keys import create_api_key
     from tests.fixtures.queue import free_port
 

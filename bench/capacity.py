@@ -97,7 +97,7 @@ def main() -> int:
         if args.clip_checkpoint:
             os.environ.update(CLIP_ENABLED="true", CLIP_CHECKPOINT=str(args.clip_checkpoint.resolve()),
                               CLIP_MODEL_NAME=args.clip_model, CLIP_PRETRAINED="local-checkpoint")
-        from pipeline.config import load_settings
+        from pipeline.core.config import load_settings
 
         settings = load_settings()
         result: dict = {"cpu_count": os.cpu_count(), "load_average_at_start": [round(x, 1) for x in os.getloadavg()],

@@ -121,7 +121,7 @@ def backend_child(args, checkpoint: Path, frame_paths: list[Path], out: Path) ->
     import numpy as np
 
     from pipeline.clip import FrameToEmbed, embed_frames, get_model
-    from pipeline.config import load_settings
+    from pipeline.core.config import load_settings
 
     backend = args.backend_child
     env = {"CLIP_MODEL_NAME": args.model, "CLIP_CHECKPOINT": str(checkpoint), "CLIP_DEVICE": args.device,
@@ -234,7 +234,7 @@ def main() -> int:
     baseline = baseline_import_rss()
 
     from pipeline.clip import FrameToEmbed, get_model
-    from pipeline.config import load_settings
+    from pipeline.core.config import load_settings
 
     env = {"CLIP_MODEL_NAME": args.model, "CLIP_CHECKPOINT": str(checkpoint), "CLIP_DEVICE": args.device,
            "CLIP_TIMEOUT_S": "120"}

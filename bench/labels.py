@@ -62,9 +62,9 @@ def main() -> None:
 
     from pipeline.clip import get_model
     from pipeline.clip import labels as clip_labels
-    from pipeline.config import load_settings
-    from pipeline.understand import understand_vectors
-    from pipeline.vocabulary import LABEL_TEMPLATES
+    from pipeline.clip.understand import understand_vectors
+    from pipeline.clip.vocabulary import LABEL_TEMPLATES
+    from pipeline.core.config import load_settings
 
     settings = load_settings()
     figures: dict[str, float | int | str] = {"model": args.model, "device": args.device}

@@ -33,8 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.scenes_video import bench_video
-from pipeline.config import Settings
-from pipeline.scenes import detect_scenes
+from pipeline.core.config import Settings
+from pipeline.shots.scenes import detect_scenes
 from tests.videogen import Boundary
 
 CUT_TOLERANCE = 2
@@ -77,11 +77,11 @@ def ffmpeg_seconds(args: list[str]) -> tuple[float, float]:
 
 def probe_of(path: Path):
     try:
-        from pipeline.probe import probe
+        from pipeline.media.probe import probe
 
         return probe(path, Settings())
-    except ImportError:  # pragma: no cover - before pipeline.probe existed
-        from pipeline.types import ProbeResult
+    except ImportError:  # pragma: no cover - before pipeline.media.probe existed
+        from pipeline.core.types import ProbeResult
         from tests.videogen import probe_for_tests
 
         return ProbeResult(**probe_for_tests(path))

@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.scenes import f1
 from bench.shots_corpus import CLASSES, EVENTS, SPLITS, Clip, build, clips
-from pipeline.config import Settings
-from pipeline.scenes import detect_scenes
-from pipeline.types import ProbeResult
+from pipeline.core.config import Settings
+from pipeline.core.types import ProbeResult
+from pipeline.shots.scenes import detect_scenes
 from tests.videogen import probe_for_tests
 
 

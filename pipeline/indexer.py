@@ -7,7 +7,7 @@ lease and generation; (3) the ``<video_id>`` link swapped to the new version;
 (4) older versions removed. A crash between any two steps leaves the old
 complete state or the new complete one (``frame_path`` always exists), and
 what a killed run left is swept by the next claim or worker start
-(``pipeline.sidecar.sweep_video``). Callers (the CLI, Celery tasks) claim the
+(``pipeline.storage.sidecar.sweep_video``). Callers (the CLI, Celery tasks) claim the
 video row (``pipeline.store.videos``); this module only ends the run as done.
 With object storage (``VIDX_STORAGE_URL``, issue 15) the same steps run on
 objects: (1) an uploaded version prefix, (3) ``current.json`` rewritten
@@ -17,7 +17,6 @@ objects: (1) an uploaded version prefix, (3) ``current.json`` rewritten
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,44 +25,24 @@ from uuid import UUID
 import cv2
 import numpy as np
 
-from pipeline.config import Settings
-from pipeline.embed_stream import OverlappedEmbedding
-from pipeline.errors import ProcessingError
-from pipeline.log import get_logger
-from pipeline.multiframe import frames_to_embed
-from pipeline.sidecar import SidecarStaging, build_sidecar, frame_filename
+from pipeline.clip.stream import OverlappedEmbedding
+from pipeline.core.config import Settings
+from pipeline.core.errors import ProcessingError
+from pipeline.core.log import get_logger
+from pipeline.core.types import DetectedScene, EmbeddingResult, ProbeResult, SceneRecord
+from pipeline.frames.multiframe import frames_to_embed
+from pipeline.intake.naming import canonical_source
 from pipeline.storage import open_staging
+from pipeline.storage.sidecar import SidecarStaging, build_sidecar, frame_filename
 from pipeline.storage.versions import ObjectStaging
 from pipeline.store.videos import Lease, RunEnd
-from pipeline.types import DetectedScene, EmbeddingResult, ProbeResult, SceneRecord
 
 ProgressCallback = Callable[[float, str], None]
 
 # Share of the progress bar each stage fills (scene detection decodes the video: the bulk).
 _STAGE_SPAN = {"probe": (0.0, 0.02), "scenes": (0.02, 0.85), "embed": (0.85, 0.97), "write": (0.97, 1.0)}
 
-_VIDEO_NAMESPACE = uuid.UUID("6f1d2a4e-6c55-4d0c-9a57-2a9a3f0f7c11")
-
 JPEG_QUALITY = 90
-
-
-def canonical_source(path_or_url: str) -> str:
-    """The stable label of a source: URLs redacted (no user-info, query or fragment), local paths made absolute.
-
-    The label is what is stored, shown and logged, and what the video id is
-    derived from: re-signing a presigned URL keeps the same video.
-    """
-    from pipeline.redaction import redact_url
-    from pipeline.sources import is_url
-
-    if is_url(path_or_url, supported_only=False):
-        return redact_url(path_or_url)
-    return str(Path(path_or_url).expanduser().resolve())
-
-
-def video_id_for(owner_id: UUID, source_label: str) -> UUID:
-    """Deterministic video id, so indexing the same source again replaces it."""
-    return uuid.uuid5(_VIDEO_NAMESPACE, f"{owner_id}:{source_label}")
 
 
 @dataclass
@@ -106,8 +85,8 @@ def write_jpeg(path: Path, rgb: np.ndarray) -> None:
 def _best_frame_record(
     scene: DetectedScene, staging: SidecarStaging | ObjectStaging, settings: Settings
 ) -> SceneRecord:
-    from pipeline.multiframe import write_scene_frames
-    from pipeline.quality import rank_candidates
+    from pipeline.frames.multiframe import write_scene_frames
+    from pipeline.frames.quality import rank_candidates
 
     span = scene.span
     if not scene.candidates:
@@ -141,8 +120,8 @@ def _apply_embeddings(records: list[SceneRecord], frame_results: list[EmbeddingR
     several, pooled here); labels and description follow from the vector.
     """
     from pipeline.clip.identity import model_identity
-    from pipeline.multiframe import scene_results
-    from pipeline.understand import understand_records
+    from pipeline.clip.understand import understand_records
+    from pipeline.frames.multiframe import scene_results
 
     results = scene_results(records, frame_results, settings)
     identity = model_identity(settings) if any(r.vector is not None for r in results) else None
@@ -186,8 +165,8 @@ def index_video(
     of this run is left in the sidecar directory or the database. A run
     that lost its lease or was superseded returns with ``outcome`` saying so.
     """
-    from pipeline.probe import probe as probe_video
-    from pipeline.scenes import detect_scenes
+    from pipeline.media.probe import probe as probe_video
+    from pipeline.shots.scenes import detect_scenes
 
     label = source_label or canonical_source(str(source))
     log = get_logger("vidx.indexer").bind(video_id=str(video_id), owner_id=str(owner_id))
@@ -212,7 +191,7 @@ def index_video(
         lease = claim_after_probe(probe) or lease
 
     outcome = RunEnd.FINISHED
-    # --- issue 13: CLIP overlaps decoding (pipeline/embed_stream.py): the model loads and closed
+    # --- issue 13: CLIP overlaps decoding (pipeline/clip/stream.py): the model loads and closed
     # scenes are embedded while decoding goes on; only the last partial batch is left for "embed".
     with open_staging(settings, video_id) as staging, OverlappedEmbedding(settings) as embedding:
         records = []

@@ -24,10 +24,10 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pipeline.config import Settings
-from pipeline.log import get_logger
-from pipeline.sidecar import SIDECAR_NAME, write_json_atomic
-from pipeline.types import SceneRecord
+from pipeline.core.config import Settings
+from pipeline.core.log import get_logger
+from pipeline.core.types import SceneRecord
+from pipeline.storage.sidecar import SIDECAR_NAME, write_json_atomic
 
 log = get_logger(__name__)
 
@@ -141,8 +141,8 @@ def _records(rows: list[dict[str, Any]], sidecar: dict[str, Any] | None) -> list
 
 def _embed(records: list[SceneRecord], frames_dir: Path, settings: Settings) -> list[list[float] | None]:
     from pipeline.clip.identity import model_identity
-    from pipeline.multiframe import embed_records
-    from pipeline.understand import understand_records
+    from pipeline.clip.understand import understand_records
+    from pipeline.frames.multiframe import embed_records
 
     identity = model_identity(settings)
     for record, result in zip(records, embed_records(records, frames_dir, settings), strict=True):

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main() -> int:
     from pipeline.clip.weights_source import weights_available
-    from pipeline.config import load_settings
+    from pipeline.core.config import load_settings
 
     return 0 if weights_available(load_settings()) else 1
 

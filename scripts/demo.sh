@@ -17,7 +17,7 @@ export VIDX_LOG_LEVEL="${VIDX_LOG_LEVEL:-warning}"
 PY=.venv/bin/python
 VIDX=.venv/bin/vidx
 OWNER=00000000-0000-0000-0000-0000000000d0
-data_dir=$($PY -c "from pipeline.config import load_settings; print(load_settings().data_dir)")
+data_dir=$($PY -c "from pipeline.core.config import load_settings; print(load_settings().data_dir)")
 demo="$data_dir/demo"
 mkdir -p "$demo"
 

@@ -350,7 +350,7 @@ def test_bad_sources_are_refused_before_anything_is_queued(queued_world: ApiWorl
 
 
 def test_contact_sheet_of_the_owners_video(api_world: ApiWorld) -> None:
-    pytest.importorskip("pipeline.sheet")
+    pytest.importorskip("pipeline.frames.sheet")
     response = api_world.client.get(f"/v1/videos/{api_world.a.video_id}/sheet.png", headers=api_world.a.headers)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/png" and response.content.startswith(b"\x89PNG")

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pipeline.indexer import canonical_source, video_id_for
+from pipeline.intake.naming import canonical_source, video_id_for
 from tests import badmedia
 from tests.fixtures.media import sidecar_entries
 

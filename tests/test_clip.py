@@ -22,7 +22,7 @@ from pipeline.clip import (
     reset_model,
 )
 from pipeline.clip.preprocess import capped_size, load_image
-from pipeline.errors import BadInputError, VidxError
+from pipeline.core.errors import BadInputError, VidxError
 
 METADATA_KEYS = {
     "model_name", "pretrained", "embed_dim", "normalized", "device", "frame_path",
@@ -321,7 +321,7 @@ def test_clip_disabled_never_imports_torch(tmp_path):
     code = (
         "import sys; from pathlib import Path\n"
         "from pipeline.clip import FrameToEmbed, embed_frames\n"
-        "from pipeline.config import load_settings\n"
+        "from pipeline.core.config import load_settings\n"
         "r = embed_frames([FrameToEmbed(Path('f.jpg'), {'quality_score': 0.4})], load_settings({'CLIP_ENABLED': 'false'}))\n"
         "assert r[0].vector is None and r[0].metadata['error'].startswith('CLIP disabled')\n"
         "assert r[0].metadata['frame_quality'] == 0.4\n"

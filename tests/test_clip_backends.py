@@ -135,7 +135,7 @@ def test_a_worker_on_the_export_never_imports_open_clip_or_torchvision(clip_env,
     code = (
         "import sys; from pathlib import Path\n"
         "from pipeline.clip import FrameToEmbed, embed_frames\n"
-        "from pipeline.config import load_settings\n"
+        "from pipeline.core.config import load_settings\n"
         f"(r,) = embed_frames([FrameToEmbed(Path({str(frames[0].path)!r}), {{}})], load_settings())\n"
         "assert r.vector is not None, r.metadata['error']\n"
         "assert 'open_clip' not in sys.modules and 'torchvision' not in sys.modules, 'imported'\n"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import describe_settings, load_settings
-from pipeline.errors import ConfigError
+from pipeline.core.config import describe_settings, load_settings
+from pipeline.core.errors import ConfigError
 
 
 def test_defaults_match_the_contract() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.decode import SAMPLE_SCALE_FLAGS, DecodeOptions, FrameStream, decode_frame_at, detection_size, scaled_size
+from pipeline.media.decode import SAMPLE_SCALE_FLAGS, DecodeOptions, FrameStream, decode_frame_at, detection_size, scaled_size
 from tests import videogen
 
 

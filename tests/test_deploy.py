@@ -29,7 +29,7 @@ import jsonschema
 import pytest
 import yaml
 
-from pipeline.config import load_settings
+from pipeline.core.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"

@@ -16,9 +16,10 @@ from PIL import Image
 
 import pipeline.indexer as indexer
 from pipeline.clip import FrameToEmbed, embed_frames, reset_model
-from pipeline.embed_stream import OverlappedEmbedding
-from pipeline.indexer import index_video, video_id_for
-from pipeline.sidecar import read_sidecar
+from pipeline.clip.stream import OverlappedEmbedding
+from pipeline.indexer import index_video
+from pipeline.intake.naming import video_id_for
+from pipeline.storage.sidecar import read_sidecar
 
 OWNER = uuid.UUID("13131313-1313-1313-1313-131313131313")
 VOLATILE = {"created_at", "inference_time_ms"}  # the clock's, not the embedding's
@@ -114,8 +115,8 @@ def test_clip_disabled_starts_nothing_and_never_imports_torch(tmp_path):
     code = (
         "import sys, threading; from pathlib import Path\n"
         "from pipeline.clip import FrameToEmbed\n"
-        "from pipeline.config import load_settings\n"
-        "from pipeline.embed_stream import OverlappedEmbedding\n"
+        "from pipeline.core.config import load_settings\n"
+        "from pipeline.clip.stream import OverlappedEmbedding\n"
         "with OverlappedEmbedding(load_settings({'CLIP_ENABLED': 'false'})) as e:\n"
         "    e.add(FrameToEmbed(Path('f.jpg'), {'quality_score': 0.4}))\n"
         "    (r,) = e.results()\n"

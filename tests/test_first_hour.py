@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.errors import first_line, shorten
+from pipeline.core.errors import first_line, shorten
 from tests.fixtures.queue import free_port, worker_env
 from tests.fixtures.queue import run_vidx as vidx
 

@@ -12,9 +12,10 @@ import pytest
 
 from pipeline import store
 from pipeline.clip import reset_model
-from pipeline.errors import TransientError
-from pipeline.indexer import index_video, video_id_for
-from pipeline.sidecar import read_sidecar
+from pipeline.core.errors import TransientError
+from pipeline.indexer import index_video
+from pipeline.intake.naming import video_id_for
+from pipeline.storage.sidecar import read_sidecar
 from tests.fixtures.media import sidecar_entries
 
 OWNER = uuid.UUID("11111111-1111-1111-1111-111111111111")
@@ -60,7 +61,7 @@ def test_sidecar_with_embeddings(three_scene_video: Path, clip_env, tmp_path: Pa
 
 def test_clip_disabled_still_indexes(three_scene_video: Path, settings, monkeypatch) -> None:
     monkeypatch.setenv("CLIP_ENABLED", "false")
-    from pipeline.config import load_settings
+    from pipeline.core.config import load_settings
 
     result = _index(three_scene_video, load_settings())
     doc = read_sidecar(result.sidecar_dir.parent, result.video_id)

@@ -7,9 +7,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipeline.config import Settings
-from pipeline.scenes import detect_scenes
-from pipeline.types import ProbeResult
+from pipeline.core.config import Settings
+from pipeline.core.types import ProbeResult
+from pipeline.shots.scenes import detect_scenes
 from tests import videogen
 
 FPS = 25

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from pipeline import store
-from pipeline.errors import ProcessingError
+from pipeline.core.errors import ProcessingError
 from pipeline.store import embedded, migrations
 from pipeline.store.connection import PgvectorMissingError, ensure_pgvector
 

@@ -10,7 +10,7 @@ import psycopg
 
 from pipeline import store
 from pipeline.clip.identity import model_identity, weights_checksum
-from pipeline.config import load_settings
+from pipeline.core.config import load_settings
 from tests.fixtures.database import probe_result, scene_records, unit_vectors
 
 OWNER = uuid.UUID(int=0xA11CE)

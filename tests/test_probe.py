@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import probe as probe_module
-from pipeline.config import Settings
-from pipeline.errors import BadInputError, ProcessingError
-from pipeline.probe import probe
+from pipeline.core.config import Settings
+from pipeline.core.errors import BadInputError, ProcessingError
+from pipeline.media import probe as probe_module
+from pipeline.media.probe import probe
 from tests import badmedia
 from tests.videogen import run_ffmpeg
 

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from pipeline import store
-from pipeline.indexer import canonical_source, video_id_for
+from pipeline.intake.naming import canonical_source, video_id_for
 from pipeline.store import videos
 from tests import videogen
 from tests.fixtures.media import sidecar_entries
@@ -32,7 +32,7 @@ _KILL_AFTER = {
     "published": "real = S.publish\ndef step(self):\n    real(self); os.kill(os.getpid(), signal.SIGKILL)\nS.publish = step",
     "committed": "def step(self):\n    os.kill(os.getpid(), signal.SIGKILL)\nS.make_current = step",
     "linked": (
-        "import pipeline.sidecar as sc\n"
+        "import pipeline.storage.sidecar as sc\n"
         "def step(root, vid, keep):\n    os.kill(os.getpid(), signal.SIGKILL)\nsc.remove_versions = step"
     ),
 }
@@ -40,7 +40,7 @@ _KILL_AFTER = {
 
 def _index(path: Path, env: dict[str, str], inject: str = "") -> subprocess.CompletedProcess:
     code = (
-        "import os, signal, sys\nfrom pipeline.sidecar import SidecarStaging as S\n" + inject +
+        "import os, signal, sys\nfrom pipeline.storage.sidecar import SidecarStaging as S\n" + inject +
         "\nfrom worker.cli import main\nsys.argv = ['vidx', *sys.argv[1:]]\nmain()"
     )
     return subprocess.run([sys.executable, "-c", code, "index", str(path), "--owner", str(OWNER)],

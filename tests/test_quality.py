@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.quality import pick_best, score_frame
-from pipeline.types import Candidate, FrameQuality
+from pipeline.core.types import Candidate, FrameQuality
+from pipeline.frames.quality import pick_best, score_frame
 from tests.videogen import SOURCES
 
 W, H = 640, 360

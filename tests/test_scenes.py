@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import Settings
-from pipeline.errors import BadInputError
-from pipeline.scenes import detect_scenes, sample_interval
+from pipeline.core.config import Settings
+from pipeline.core.errors import BadInputError
+from pipeline.core.types import Candidate, DetectedScene, ProbeResult
 from pipeline.shots.candidates import SampleReservoir, pick_candidates
 from pipeline.shots.detector import ShotDetector
 from pipeline.shots.features import frame_features
-from pipeline.types import Candidate, DetectedScene, ProbeResult
+from pipeline.shots.scenes import detect_scenes, sample_interval
 from tests import videogen
 from tests.videogen import CUT, SOURCES, Shot, Transition
 

@@ -11,7 +11,7 @@ import pytest
 from pgvector.psycopg import register_vector
 
 from pipeline import store
-from pipeline.errors import BadInputError
+from pipeline.core.errors import BadInputError
 from tests.fixtures.database import (
     _create_database,
     _drop_database,

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import decode as decode_module
-from pipeline import media_sandbox
-from pipeline import probe as probe_module
-from pipeline.config import Settings
-from pipeline.decode import DecodeOptions, FrameStream, decode_frame_at, scaled_size
-from pipeline.errors import BadInputError, ProcessingError
-from pipeline.probe import probe
-from pipeline.scenes import detect_scenes
-from pipeline.types import ProbeResult
+from pipeline.core.config import Settings
+from pipeline.core.errors import BadInputError, ProcessingError
+from pipeline.core.types import ProbeResult
+from pipeline.media import decode as decode_module
+from pipeline.media import probe as probe_module
+from pipeline.media import sandbox as media_sandbox
+from pipeline.media.decode import DecodeOptions, FrameStream, decode_frame_at, scaled_size
+from pipeline.media.probe import probe
+from pipeline.shots.scenes import detect_scenes
 from tests import badmedia, secmedia
 
 
@@ -84,9 +84,9 @@ def test_self_referencing_playlist_is_refused_with_bounded_memory(work: Path) ->
     # measured in this (long-lived) test process it would count other tests' children too.
     code = (
         "import resource, sys\n"
-        "from pipeline.config import Settings\n"
-        "from pipeline.errors import BadInputError\n"
-        "from pipeline.probe import probe\n"
+        "from pipeline.core.config import Settings\n"
+        "from pipeline.core.errors import BadInputError\n"
+        "from pipeline.media.probe import probe\n"
         "try:\n"
         "    probe(sys.argv[1], Settings())\n"
         "except BadInputError as exc:\n"

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import Settings, broker_url, load_settings
-from pipeline.errors import BadInputError, ConfigError
-from pipeline.http_fetch import FetchPolicy, fetch_to_file
-from pipeline.netguard import ForbiddenAddressError, IPAddress, is_public_address
-from pipeline.redaction import redact_connection_url, redact_url
-from pipeline.sources import check_url, open_source, sweep_abandoned_downloads
+from pipeline.core.config import Settings, broker_url, load_settings
+from pipeline.core.errors import BadInputError, ConfigError
+from pipeline.core.redaction import redact_connection_url, redact_url
+from pipeline.intake.fetch import FetchPolicy, fetch_to_file
+from pipeline.intake.netguard import ForbiddenAddressError, IPAddress, is_public_address
+from pipeline.intake.sources import check_url, open_source, sweep_abandoned_downloads
 from tests.fixtures.queue import free_port
 
 TEST_IP = ipaddress.ip_address("127.0.0.1")

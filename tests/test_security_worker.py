@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from pipeline.indexer import canonical_source, video_id_for
+from pipeline.intake.naming import canonical_source, video_id_for
 from tests import secmedia, videogen
 from tests.fixtures.queue import run_vidx, wait_for, worker_env
 

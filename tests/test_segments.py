@@ -1,4 +1,4 @@
-"""Keyframe-aligned segments decoded in parallel give exactly the frames of one decode (pipeline/segments.py).
+"""Keyframe-aligned segments decoded in parallel give exactly the frames of one decode (pipeline/media/segments.py).
 
 Videos are made with ffmpeg with short GOPs, so a few seconds hold several
 segments; every comparison is against the same stream decoded in one piece.
@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import Settings, load_settings
-from pipeline.decode import DecodeOptions
-from pipeline.errors import BadInputError, ConfigError
-from pipeline.refdecode import PacketIndex, read_packet_index
-from pipeline.scenes import detect_scenes
-from pipeline.segments import Segment, SegmentedDecode, plan_segments
+from pipeline.core.config import Settings, load_settings
+from pipeline.core.errors import BadInputError, ConfigError
+from pipeline.media.decode import DecodeOptions
+from pipeline.media.reference import PacketIndex, read_packet_index
+from pipeline.media.segments import Segment, SegmentedDecode, plan_segments
+from pipeline.shots.scenes import detect_scenes
 from tests import videogen
 from tests.test_scenes import assert_tiles, probe_of, run
 from tests.videogen import SOURCES, Shot
@@ -160,8 +160,8 @@ def test_a_frame_over_the_size_limit_stops_every_segment(tmp_path):
 def test_a_reader_that_stops_early_leaves_no_decoder_running(tmp_path, monkeypatch):
     import psutil
 
-    from pipeline import decode as decode_module
-    from pipeline import segments
+    from pipeline.media import decode as decode_module
+    from pipeline.media import segments
 
     # One frame per batch and no slack anywhere, so each decoder blocks on its pipe after a few frames.
     monkeypatch.setattr(segments, "BATCH_FRAMES", 1)

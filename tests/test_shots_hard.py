@@ -121,8 +121,8 @@ def test_reference_pass_places_hard_cuts_on_their_exact_frame(tmp_path):
 
 
 def test_reference_pass_finds_the_cut_between_references_by_decoding_only_there(tmp_path):
-    from pipeline.config import load_settings
-    from pipeline.refdecode import decode_range, read_packet_index
+    from pipeline.core.config import load_settings
+    from pipeline.media.reference import decode_range, read_packet_index
 
     settings = load_settings({})
     path = videogen.make_cut_video(tmp_path / "two.mp4", [30, 30], size=SIZE)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.sidecar import (
+from pipeline.core.types import ProbeResult, SceneRecord
+from pipeline.storage.sidecar import (
     SIDECAR_NAME,
     SidecarStaging,
     build_sidecar,
@@ -18,7 +19,6 @@ from pipeline.sidecar import (
     version_dir,
     write_json_atomic,
 )
-from pipeline.types import ProbeResult, SceneRecord
 from tests.fixtures.media import sidecar_entries
 
 

@@ -1,4 +1,4 @@
-"""pipeline.sources: local paths checked, URLs downloaded (capped) and cleaned up."""
+"""pipeline.intake.sources: local paths checked, URLs downloaded (capped) and cleaned up."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import Settings
-from pipeline.errors import BadInputError
-from pipeline.sources import check_local_file, is_url, open_source
+from pipeline.core.config import Settings
+from pipeline.core.errors import BadInputError
+from pipeline.intake.sources import check_local_file, is_url, open_source
 from tests.fixtures.queue import free_port
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import load_settings
-from pipeline.errors import ConfigError, TransientError
+from pipeline.core.config import load_settings
+from pipeline.core.errors import ConfigError, TransientError
+from pipeline.core.locations import parse_s3_url
 from pipeline.storage import open_staging, open_store, read_frame, read_sidecar
-from pipeline.storage.location import parse_s3_url
 from pipeline.storage.s3 import S3Store, _cached_client
 from pipeline.storage.versions import ObjectStaging, current_version, sweep_video, visible_keys
 from tests.fixtures.queue import free_port

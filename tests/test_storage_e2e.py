@@ -18,8 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pipeline.core.locations import parse_s3_url
 from pipeline.storage import read_frame, read_sidecar
-from pipeline.storage.location import parse_s3_url
 from pipeline.storage.s3 import S3Store
 from pipeline.storage.versions import current_version, sweep_video, visible_keys
 from tests import videogen
@@ -62,8 +62,9 @@ def _assert_readable_from_s3(settings, url: str, vid: uuid.UUID, scenes: int) ->
 
 
 def test_index_to_s3_and_read_everything_back(db_settings, s3_url, media_dir, clean_database_url) -> None:
-    from pipeline.indexer import index_video, video_id_for
-    from pipeline.sheet import contact_sheet_png
+    from pipeline.frames.sheet import contact_sheet_png
+    from pipeline.indexer import index_video
+    from pipeline.intake.naming import video_id_for
 
     video = videogen.make_cut_video(media_dir / "s3_three.mp4", [25, 25, 25], size=SMALL)
     settings = db_settings.with_overrides(storage_url=s3_url, clip_enabled=False, frame_height=64)
@@ -90,7 +91,7 @@ def test_index_to_s3_and_read_everything_back(db_settings, s3_url, media_dir, cl
 _KILL_MID_UPLOAD = """
 import os, signal, sys, uuid
 from pathlib import Path
-from pipeline.config import load_settings
+from pipeline.core.config import load_settings
 from pipeline.indexer import index_video
 from pipeline.storage.s3 import S3Store
 
@@ -201,8 +202,9 @@ def test_reembed_and_sheet_read_frames_from_s3(three_scene_video, clip_env, db_s
     from click.testing import CliRunner
 
     from pipeline.clip import reset_model
-    from pipeline.config import load_settings
-    from pipeline.indexer import index_video, video_id_for
+    from pipeline.core.config import load_settings
+    from pipeline.indexer import index_video
+    from pipeline.intake.naming import video_id_for
     from worker.cli import cli
 
     monkeypatch.setenv("VIDX_STORAGE_URL", s3_url)
@@ -234,7 +236,7 @@ def test_reembed_and_sheet_read_frames_from_s3(three_scene_video, clip_env, db_s
 def test_api_serves_frames_from_s3(db_conn, clip_env, three_scene_video, s3_url, monkeypatch) -> None:
     from fastapi.testclient import TestClient
 
-    from pipeline.config import load_settings
+    from pipeline.core.config import load_settings
     from tests.fixtures.api import OWNER_A, OWNER_B, make_tenant
     from worker.api import create_app
 
@@ -279,7 +281,7 @@ def test_an_api_upload_goes_to_the_bucket_and_a_worker_elsewhere_indexes_it(
     """The API (its own disk) and the worker (another disk) share only the bucket, the database and the broker."""
     from fastapi.testclient import TestClient
 
-    from pipeline.config import load_settings
+    from pipeline.core.config import load_settings
     from pipeline.storage.uploads import uploads_url
     from pipeline.store.api_keys import create_api_key
     from tests.fixtures.queue import forget_broker_pools
@@ -317,8 +319,8 @@ def test_an_api_upload_goes_to_the_bucket_and_a_worker_elsewhere_indexes_it(
 
 def test_a_worker_opens_only_the_owners_own_uploads(db_settings, s3_url, media_dir, tmp_path) -> None:
     """A row naming another owner's upload, a published object, another bucket or a ``..`` path is refused unread."""
-    from pipeline.errors import BadInputError
-    from pipeline.sources import open_source
+    from pipeline.core.errors import BadInputError
+    from pipeline.intake.sources import open_source
     from pipeline.storage.uploads import upload_source
 
     settings = db_settings.with_overrides(storage_url=s3_url)

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from pipeline import store
-from pipeline.errors import BadInputError, ProcessingError
+from pipeline.core.errors import BadInputError, ProcessingError
 from tests.fixtures.database import probe_result, scene_records, unit_vectors
 
 OWNER = uuid.UUID("11111111-1111-1111-1111-111111111111")

@@ -16,11 +16,12 @@ from pipeline import store
 from pipeline.clip import labels as clip_labels
 from pipeline.clip import reset_model
 from pipeline.clip.identity import model_identity
-from pipeline.config import load_settings
-from pipeline.errors import BadInputError
-from pipeline.indexer import index_video, video_id_for
-from pipeline.sheet import BACKGROUND, TILES_PER_PAGE, contact_sheet_png, render_sheet, tile_boxes, tile_for
-from pipeline.sidecar import read_sidecar
+from pipeline.core.config import load_settings
+from pipeline.core.errors import BadInputError
+from pipeline.frames.sheet import BACKGROUND, TILES_PER_PAGE, contact_sheet_png, render_sheet, tile_boxes, tile_for
+from pipeline.indexer import index_video
+from pipeline.intake.naming import video_id_for
+from pipeline.storage.sidecar import read_sidecar
 from tests.fixtures.clip import TINY_MODEL_NAME, write_tiny_checkpoint
 from tests.fixtures.database import probe_result, scene_records, unit_vectors
 from tests.fixtures.queue import run_vidx, wait_for, worker_env

@@ -15,13 +15,14 @@ import pytest
 
 from pipeline import store
 from pipeline.clip import labels as clip_labels
-from pipeline.config import load_settings
-from pipeline.errors import ConfigError
-from pipeline.indexer import index_video, video_id_for
-from pipeline.multiframe import pool, select_frames
-from pipeline.sidecar import read_sidecar
-from pipeline.types import Candidate, EmbeddingResult, FrameQuality
-from pipeline.vocabulary import BUILTIN_LABELS, load_vocabulary, parse_labels
+from pipeline.clip.vocabulary import BUILTIN_LABELS, load_vocabulary, parse_labels
+from pipeline.core.config import load_settings
+from pipeline.core.errors import ConfigError
+from pipeline.core.types import Candidate, EmbeddingResult, FrameQuality
+from pipeline.frames.multiframe import pool, select_frames
+from pipeline.indexer import index_video
+from pipeline.intake.naming import video_id_for
+from pipeline.storage.sidecar import read_sidecar
 from tests.fixtures.database import unit_vectors
 
 OWNER = uuid.UUID("14141414-1414-1414-1414-141414141414")
@@ -186,10 +187,10 @@ def test_clip_disabled_understanding_never_imports_torch(tmp_path: Path) -> None
 
     code = (
         "import sys\n"
-        "from pipeline.config import load_settings\n"
-        "from pipeline.multiframe import embed_records\n"
-        "from pipeline.understand import understand_records\n"
-        "from pipeline.sheet import Tile, render_sheet\n"
+        "from pipeline.core.config import load_settings\n"
+        "from pipeline.frames.multiframe import embed_records\n"
+        "from pipeline.clip.understand import understand_records\n"
+        "from pipeline.frames.sheet import Tile, render_sheet\n"
         "import worker.cli.understand_cmds\n"
         "from tests.fixtures.database import scene_records, unit_vectors\n"
         "s = load_settings({'CLIP_ENABLED': 'false', 'VIDX_FRAMES_PER_SCENE': '3'})\n"

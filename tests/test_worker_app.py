@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import RETRY_BACKOFF_MAX_S, load_settings, recovery_bound_s
+from pipeline.core.config import RETRY_BACKOFF_MAX_S, load_settings, recovery_bound_s
 from worker import app as worker_app
 from worker import tasks
 
@@ -65,7 +65,7 @@ def test_busy_video_is_looked_at_again_just_after_the_lease_would_expire() -> No
 
 
 def test_one_line_reasons() -> None:
-    from pipeline.errors import BadInputError
+    from pipeline.core.errors import BadInputError
 
     assert tasks.one_line(BadInputError("x.mp4: not a video\nmore")) == "x.mp4: not a video"
     assert tasks.one_line(ValueError("boom")) == "ValueError: boom"

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from pipeline import store
-from pipeline.config import Settings
+from pipeline.core.config import Settings
 from pipeline.store import videos
 from pipeline.store.videos import ClaimStatus, RunEnd
 from tests.fixtures.database import probe_result, scene_records, unit_vectors
@@ -124,7 +124,7 @@ def test_enqueue_resets_a_finished_video(db_conn, video_id) -> None:
 
 
 def test_enqueue_of_another_owners_video_is_refused(db_conn, video_id) -> None:
-    from pipeline.errors import BadInputError
+    from pipeline.core.errors import BadInputError
 
     with pytest.raises(BadInputError, match="another owner"):
         videos.enqueue_video(db_conn, video_id=video_id, owner_id=uuid.uuid4(), source="/videos/a.mp4")

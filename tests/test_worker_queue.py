@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from pipeline.config import load_settings, recovery_bound_s
+from pipeline.core.config import load_settings, recovery_bound_s
 from tests import videogen
 from tests.fixtures.media import sidecar_entries
 from tests.fixtures.queue import REPO_ROOT, DedicatedPostgres, WorkerPool, run_vidx, wait_for, worker_env

@@ -261,7 +261,7 @@ def rotate_video(src: Path, dst: Path, degrees: int) -> Path:
 
 
 def probe_for_tests(path: Path) -> dict:
-    """Just enough of ffprobe for tests that must not depend on pipeline.probe."""
+    """Just enough of ffprobe for tests that must not depend on pipeline.media.probe."""
     import json
 
     cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries",

@@ -25,8 +25,8 @@ from typing import Any
 
 from celery import Celery, bootsteps, signals
 
-from pipeline.config import Settings, broker_url, load_settings, redelivery_after_s
-from pipeline.log import get_logger
+from pipeline.core.config import Settings, broker_url, load_settings, redelivery_after_s
+from pipeline.core.log import get_logger
 from worker.logging import configure_worker_logging
 
 QUEUE = "vidx"

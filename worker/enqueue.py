@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from pipeline.config import Settings
-from pipeline.errors import TransientError
+from pipeline.core.config import Settings
+from pipeline.core.errors import TransientError
 
 
 def source_label(raw: str, settings: Settings) -> str:
@@ -22,8 +22,8 @@ def source_label(raw: str, settings: Settings) -> str:
     A URL whose scheme is not http(s), or whose host is a non-public IP
     literal (unless VIDX_ALLOW_PRIVATE_URLS), is refused here: nothing enqueued.
     """
-    from pipeline.indexer import canonical_source
-    from pipeline.sources import check_local_file, check_url, is_url
+    from pipeline.intake.naming import canonical_source
+    from pipeline.intake.sources import check_local_file, check_url, is_url
 
     if is_url(raw, supported_only=False):
         check_url(raw, settings)
@@ -33,8 +33,8 @@ def source_label(raw: str, settings: Settings) -> str:
 
 
 def safe_url(url: str) -> str:
-    """A service URL fit for messages: any password masked (pipeline.redaction)."""
-    from pipeline.redaction import redact_connection_url
+    """A service URL fit for messages: any password masked (pipeline.core.redaction)."""
+    from pipeline.core.redaction import redact_connection_url
 
     return redact_connection_url(url)
 
@@ -53,7 +53,7 @@ def enqueue_sources(settings: Settings, sources: Mapping[str, str], owner_id: UU
     from kombu.exceptions import OperationalError as BrokerError
 
     from pipeline import store
-    from pipeline.indexer import video_id_for
+    from pipeline.intake.naming import video_id_for
     from pipeline.store import videos
     from worker.tasks import send_index_task
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import structlog
 
-from pipeline.config import Settings
-from pipeline.log import configure_logging
+from pipeline.core.config import Settings
+from pipeline.core.log import configure_logging
 
 
 def configure_worker_logging(settings: Settings) -> None:

@@ -32,11 +32,11 @@ from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 
-from pipeline.config import RETRY_BACKOFF_MAX_S, Settings
-from pipeline.errors import BadInputError, TransientError, one_line, register_always_propagate
-from pipeline.lease import Heartbeat, new_holder
-from pipeline.log import get_logger
-from pipeline.sources import open_source
+from pipeline.core.config import RETRY_BACKOFF_MAX_S, Settings
+from pipeline.core.errors import BadInputError, TransientError, one_line, register_always_propagate
+from pipeline.core.log import get_logger
+from pipeline.intake.sources import open_source
+from pipeline.jobs.lease import Heartbeat, new_holder
 from pipeline.store import videos
 from pipeline.store.videos import ClaimStatus, Lease, RunEnd, VideoStatus
 from worker.app import QUEUE, app, worker_settings
@@ -209,7 +209,7 @@ def _run_job(
 
 def _fetch_source(stored: str, fetch_url: str | None) -> str:
     """What to fetch: the full URL when it is the one the row's redacted source came from."""
-    from pipeline.indexer import canonical_source
+    from pipeline.intake.naming import canonical_source
 
     if fetch_url and canonical_source(fetch_url) == stored:
         return fetch_url
@@ -246,7 +246,7 @@ def _fail(conn: psycopg.Connection, lease: Lease, reason: str, *, kind: str) -> 
 
 def sweep_claimed(conn: psycopg.Connection, vid: UUID, settings: Settings) -> None:
     """Remove a killed run's leftovers for a video this run now holds (local directory and object storage)."""
-    from pipeline.sidecar import sweep_video
+    from pipeline.storage.sidecar import sweep_video
     from pipeline.storage.sweep import sweep_abandoned
 
     version = videos.sidecar_versions(conn, [vid]).get(vid)
@@ -298,10 +298,10 @@ def sweep_leftovers(conn: psycopg.Connection, settings: Settings) -> list[Path]:
     A video's leftovers go only when no run holds a live lease on it;
     leftovers of a video with no row at all (``vidx index --no-db``) only once
     older than the hard time limit, which no live run outlasts; download
-    directories once their process is gone (pipeline.sources).
+    directories once their process is gone (pipeline.intake.sources).
     """
-    from pipeline.sidecar import leftover_video_ids, sweep_video
-    from pipeline.sources import sweep_abandoned_downloads
+    from pipeline.intake.sources import sweep_abandoned_downloads
+    from pipeline.storage.sidecar import leftover_video_ids, sweep_video
 
     removed: list[Path] = []
     found = leftover_video_ids(settings.sidecar_dir)
@@ -339,7 +339,7 @@ def send_index_task(video_id: UUID, owner_id: UUID, fetch_url: str | None = None
     ``fetch_url`` (a URL holding credentials) rides in the message only; the
     message's displayed kwargs (events, ``celery inspect``) show it redacted.
     """
-    from pipeline.redaction import redact_url
+    from pipeline.core.redaction import redact_url
 
     kwargs = {"owner_id": str(owner_id)}
     shown = dict(kwargs)

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline.clip.frames import BATCH_SIZE, DISABLED_MESSAGE, FrameToEmbed, disabled_results
-from pipeline.config import Settings
-from pipeline.types import EmbeddingResult
+from pipeline.core.config import Settings
+from pipeline.core.types import EmbeddingResult
 
 _LAZY = {
     "ClipUnavailableError": "pipeline.clip.errors",

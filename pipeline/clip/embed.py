@@ -42,10 +42,10 @@ from pipeline.clip.memory import release_free_memory
 from pipeline.clip.model import ClipModel
 from pipeline.clip.preprocess import ImageReadError, to_tensor
 from pipeline.clip.singleton import configured_device, discard_hung_model, get_model
-from pipeline.config import Settings
-from pipeline.errors import always_propagate, first_line
-from pipeline.log import get_logger
-from pipeline.types import EMBEDDING_DIM, EmbeddingResult
+from pipeline.core.config import Settings
+from pipeline.core.errors import always_propagate, first_line
+from pipeline.core.log import get_logger
+from pipeline.core.types import EMBEDDING_DIM, EmbeddingResult
 
 log = get_logger(__name__)
 

@@ -7,7 +7,7 @@ with the message as the reason); ``encode_text``/``encode_image`` and
 
 from __future__ import annotations
 
-from pipeline.errors import ProcessingError
+from pipeline.core.errors import ProcessingError
 
 # How a NULL embedding's ``visual_clip_metadata.error`` begins, by cause. Readers
 # (vidx stats, tests, dashboards) match on these prefixes, so they live here only.

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import Settings
-from pipeline.types import EmbeddingResult
+from pipeline.core.config import Settings
+from pipeline.core.types import EmbeddingResult
 
 DISABLED_MESSAGE = "CLIP disabled (CLIP_ENABLED=false)"
 BATCH_SIZE = 16  # scenes per forward pass

@@ -14,7 +14,7 @@ import os
 import threading
 from pathlib import Path
 
-from pipeline.config import Settings
+from pipeline.core.config import Settings
 
 _CHUNK = 1 << 20
 _DIGEST_CHARS = 16

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from pipeline.clip.identity import model_identity
-from pipeline.config import Settings
-from pipeline.log import get_logger
-from pipeline.vocabulary import Vocabulary, load_vocabulary
+from pipeline.clip.vocabulary import Vocabulary, load_vocabulary
+from pipeline.core.config import Settings
+from pipeline.core.log import get_logger
 
 log = get_logger(__name__)
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from pipeline.log import get_logger
+from pipeline.core.log import get_logger
 
 log = get_logger(__name__)
 

@@ -28,10 +28,10 @@ from pipeline.clip.memory import release_free_memory
 from pipeline.clip.model import ClipModel
 from pipeline.clip.runner import InferenceThread
 from pipeline.clip.weights_source import check_weights_available
-from pipeline.config import Settings
-from pipeline.errors import always_propagate, first_line
-from pipeline.log import get_logger
-from pipeline.types import EMBEDDING_DIM
+from pipeline.core.config import Settings
+from pipeline.core.errors import always_propagate, first_line
+from pipeline.core.log import get_logger
+from pipeline.core.types import EMBEDDING_DIM
 
 log = get_logger(__name__)
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from pipeline.clip.runner import InferenceThread
-from pipeline.log import get_logger
+from pipeline.core.log import get_logger
 
 log = get_logger(__name__)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from pipeline.errors import first_line
+from pipeline.core.errors import first_line
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 

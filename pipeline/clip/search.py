@@ -14,9 +14,9 @@ from pipeline.clip.embed import embed_one_or_raise
 from pipeline.clip.errors import ClipUnavailableError, InferenceTimeout
 from pipeline.clip.preprocess import ImageReadError, load_image
 from pipeline.clip.singleton import get_model
-from pipeline.config import Settings
-from pipeline.errors import BadInputError
-from pipeline.types import EMBEDDING_DIM
+from pipeline.core.config import Settings
+from pipeline.core.errors import BadInputError
+from pipeline.core.types import EMBEDDING_DIM
 
 
 def encode_text(texts: Sequence[str], settings: Settings) -> np.ndarray:

@@ -20,8 +20,8 @@ from pipeline.clip.errors import ClipUnavailableError
 from pipeline.clip.frames import DISABLED_MESSAGE, weights_label
 from pipeline.clip.loader import load_clip, resolve_device
 from pipeline.clip.model import ClipModel
-from pipeline.config import Settings
-from pipeline.log import get_logger
+from pipeline.core.config import Settings
+from pipeline.core.log import get_logger
 
 log = get_logger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pipeline.clip.errors import MODEL_LOAD_PREFIX, ClipUnavailableError
-from pipeline.config import Settings
+from pipeline.core.config import Settings
 
 CONNECT_TIMEOUT_S = 3.0
 _lock = threading.Lock()

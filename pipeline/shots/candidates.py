@@ -13,7 +13,7 @@ from collections import deque
 
 import numpy as np
 
-from pipeline.types import Candidate
+from pipeline.core.types import Candidate
 
 
 class SampleReservoir:

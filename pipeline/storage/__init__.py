@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from pipeline.storage.location import is_object_url, parse_s3_url, split_object_url
+from pipeline.core.locations import is_object_url, parse_s3_url, split_object_url
 
 if TYPE_CHECKING:
-    from pipeline.config import Settings
-    from pipeline.sidecar import SidecarStaging
+    from pipeline.core.config import Settings
     from pipeline.storage.local import LocalStore
     from pipeline.storage.s3 import S3Store
+    from pipeline.storage.sidecar import SidecarStaging
     from pipeline.storage.versions import ObjectStaging
 
 __all__ = ["in_store", "is_object_url", "open_staging", "open_store", "read_frame", "read_sidecar"]
@@ -43,7 +43,7 @@ def open_staging(settings: Settings, video_id: UUID) -> SidecarStaging | ObjectS
 
         # frames are encoded to a local scratch directory, then uploaded as one version
         return ObjectStaging(S3Store(parse_s3_url(settings.storage_url)), settings.sidecar_dir, video_id)
-    from pipeline.sidecar import SidecarStaging
+    from pipeline.storage.sidecar import SidecarStaging
 
     return SidecarStaging(settings.sidecar_dir, video_id)
 
@@ -62,7 +62,7 @@ def read_frame(frame_path: str | Path, settings: Settings | None = None) -> byte
     if settings is not None and not in_store(text, settings):
         raise FileNotFoundError(f"frame outside the configured store: {text}")
     if is_object_url(text):
-        from pipeline.storage.location import S3Location
+        from pipeline.core.locations import S3Location
         from pipeline.storage.s3 import S3Store
 
         bucket, key = split_object_url(text)
@@ -88,6 +88,6 @@ def read_sidecar(settings: Settings, video_id: UUID) -> dict[str, Any]:
         from pipeline.storage.versions import read_current_sidecar
 
         return read_current_sidecar(open_store(settings), video_id)  # type: ignore[arg-type]
-    from pipeline.sidecar import read_sidecar as read_local
+    from pipeline.storage.sidecar import read_sidecar as read_local
 
     return read_local(settings.sidecar_dir, video_id)

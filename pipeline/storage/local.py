@@ -1,7 +1,7 @@
 """The local-directory store: the embedded default, one machine (or one shared filesystem).
 
 Its publish semantics (versioned directory, atomic swap) live in
-``pipeline.sidecar``; this is the object-style view readers use.
+``pipeline.storage.sidecar``; this is the object-style view readers use.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from pipeline.errors import TransientError
-from pipeline.storage.location import S3Location
+from pipeline.core.errors import TransientError
+from pipeline.core.locations import S3Location
 
 T = TypeVar("T")
 

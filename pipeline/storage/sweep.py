@@ -1,14 +1,14 @@
-"""Removing what killed runs left in object storage for one video (the local twin: ``pipeline.sidecar``)."""
+"""Removing what killed runs left in object storage for one video (the local twin: ``pipeline.storage.sidecar``)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from pipeline.storage.location import parse_s3_url
+from pipeline.core.locations import parse_s3_url
 
 if TYPE_CHECKING:
-    from pipeline.config import Settings
+    from pipeline.core.config import Settings
 
 
 def sweep_abandoned(settings: Settings, video_id: UUID, db_version: str | None) -> list[str]:

@@ -16,11 +16,11 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from pipeline.errors import BadInputError
-from pipeline.storage.location import S3Location, is_object_url, parse_s3_url, split_object_url
+from pipeline.core.errors import BadInputError
+from pipeline.core.locations import S3Location, is_object_url, parse_s3_url, split_object_url
 
 if TYPE_CHECKING:
-    from pipeline.config import Settings
+    from pipeline.core.config import Settings
     from pipeline.storage.s3 import S3Store
 
 UPLOADS = "uploads"

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from pipeline.sidecar import new_version  # one home for version names, local and object alike
-from pipeline.storage.location import CURRENT_NAME
+from pipeline.core.locations import CURRENT_NAME
 from pipeline.storage.s3 import S3Store
+from pipeline.storage.sidecar import new_version  # one home for version names, local and object alike
 
 SIDECAR_NAME = "sidecar.json"
 STAGING_PREFIX = ".staging-"

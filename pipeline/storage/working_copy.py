@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.storage.location import S3Location, is_object_url, split_object_url
+from pipeline.core.locations import S3Location, is_object_url, split_object_url
 
 if TYPE_CHECKING:
-    from pipeline.config import Settings
+    from pipeline.core.config import Settings
 
 SIDECAR_NAME = "sidecar.json"
 

@@ -4,6 +4,7 @@ Everything the pipeline and the workers need goes through these functions;
 the SQL contract (tables, the search RPCs) lives in ``infra/migrations``.
 """
 
+from pipeline.core.types import EMBEDDING_DIM
 from pipeline.store.connection import (
     PgvectorMissingError,
     connect,
@@ -23,7 +24,6 @@ from pipeline.store.videos import (
     set_video_status,
     upsert_video,
 )
-from pipeline.types import EMBEDDING_DIM
 
 __all__ = [
     "EMBEDDING_DIM",

@@ -19,7 +19,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import dict_row
 
-from pipeline.errors import BadInputError
+from pipeline.core.errors import BadInputError
 
 KEY_PREFIX = "vidx_"
 _KEY_BYTES = 32

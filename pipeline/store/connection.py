@@ -9,8 +9,8 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg.conninfo import conninfo_to_dict
 
-from pipeline.config import Settings
-from pipeline.errors import ConfigError, TransientError, first_line
+from pipeline.core.config import Settings
+from pipeline.core.errors import ConfigError, TransientError, first_line
 from pipeline.store import embedded
 from pipeline.store.migrations import migrate, scalar
 

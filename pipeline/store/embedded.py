@@ -18,8 +18,8 @@ from pathlib import Path
 
 import psycopg
 
-from pipeline.errors import ConfigError, TransientError, first_line
-from pipeline.log import get_logger
+from pipeline.core.errors import ConfigError, TransientError, first_line
+from pipeline.core.log import get_logger
 
 DATABASE_NAME = "vidx"
 

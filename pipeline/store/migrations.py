@@ -14,8 +14,8 @@ from typing import Any
 
 import psycopg
 
-from pipeline.errors import ProcessingError
-from pipeline.log import get_logger
+from pipeline.core.errors import ProcessingError
+from pipeline.core.log import get_logger
 
 MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 ADVISORY_LOCK_KEY = 0x76696478  # "vidx"

@@ -11,10 +11,10 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-from pipeline.errors import BadInputError, ProcessingError
+from pipeline.core.errors import BadInputError, ProcessingError
+from pipeline.core.types import EMBEDDING_DIM, ProbeResult, SceneRecord
 from pipeline.store import videos
 from pipeline.store.videos import Lease, RunEnd
-from pipeline.types import EMBEDDING_DIM, ProbeResult, SceneRecord
 
 # Column and binary COPY type of each value _rows() yields, in order. Binary COPY
 # sends a vector as 2 KB of float32 instead of ~6 KB of text parsed server-side.

@@ -10,9 +10,9 @@ import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 
-from pipeline.errors import BadInputError
+from pipeline.core.errors import BadInputError
+from pipeline.core.types import EMBEDDING_DIM
 from pipeline.store.scenes import embedding_array
-from pipeline.types import EMBEDDING_DIM
 
 MAX_MATCH_COUNT = 1000
 # search_similar_scenes (migration 004) says this when the scene is missing or another

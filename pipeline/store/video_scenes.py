@@ -12,7 +12,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import dict_row
 
-from pipeline.errors import BadInputError
+from pipeline.core.errors import BadInputError
 
 _SCENE_COLUMNS = """
     s.id, s.scene_index, s.start_s, s.end_s, s.start_frame, s.end_frame, s.best_frame, s.best_time_s,

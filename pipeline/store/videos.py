@@ -27,7 +27,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import dict_row
 
-from pipeline.errors import BadInputError
+from pipeline.core.errors import BadInputError
 
 
 class VideoStatus(StrEnum):

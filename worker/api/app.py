@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from pipeline.config import Settings, load_settings
+from pipeline.core.config import Settings, load_settings
 from worker.api.bodylimit import BodyLimitMiddleware
 from worker.api.context import ApiContext
 from worker.api.errors import install_error_handlers

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from pipeline.config import Settings
+from pipeline.core.config import Settings
 from worker.api.db import Database
 from worker.api.keycache import KeyCache
 from worker.api.metrics import ApiMetrics

@@ -16,8 +16,8 @@ from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pipeline import store
-from pipeline.config import Settings
-from pipeline.errors import TransientError, first_line
+from pipeline.core.config import Settings
+from pipeline.core.errors import TransientError, first_line
 
 POOL_WAIT_S = 10.0
 

@@ -14,8 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pipeline.errors import BadInputError, ConfigError, ProcessingError, TransientError, first_line
-from pipeline.log import get_logger
+from pipeline.core.errors import BadInputError, ConfigError, ProcessingError, TransientError, first_line
+from pipeline.core.log import get_logger
 
 log = get_logger("vidx.api")
 

@@ -17,9 +17,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipeline.config import Settings
-from pipeline.errors import first_line
-from pipeline.log import get_logger
+from pipeline.core.config import Settings
+from pipeline.core.errors import first_line
+from pipeline.core.log import get_logger
 
 if TYPE_CHECKING:
     from worker.api.db import Database

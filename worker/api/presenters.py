@@ -7,8 +7,8 @@ from pathlib import PurePath
 from typing import Any
 from urllib.parse import urlsplit
 
-from pipeline.config import Settings
-from pipeline.redaction import redact_url
+from pipeline.core.config import Settings
+from pipeline.core.redaction import redact_url
 
 
 def display_source(source: str, settings: Settings) -> str:

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from fastapi import Request
 
-from pipeline.config import Settings
+from pipeline.core.config import Settings
 from worker.api.errors import ApiError
 
 MAX_NAME_CHARS = 100

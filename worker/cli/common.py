@@ -12,9 +12,9 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from pipeline.config import Settings, load_settings
-from pipeline.errors import BadInputError, ConfigError, TransientError, VidxError
-from pipeline.log import configure_logging
+from pipeline.core.config import Settings, load_settings
+from pipeline.core.errors import BadInputError, ConfigError, TransientError, VidxError
+from pipeline.core.log import configure_logging
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

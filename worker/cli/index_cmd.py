@@ -9,13 +9,14 @@ from uuid import UUID
 
 import click
 
-from pipeline.config import Settings
-from pipeline.errors import BadInputError, ProcessingError, VidxError, one_line
-from pipeline.indexer import IndexResult, canonical_source, index_video, video_id_for
-from pipeline.lease import Heartbeat, new_holder
-from pipeline.log import get_logger
+from pipeline.core.config import Settings
+from pipeline.core.errors import BadInputError, ProcessingError, VidxError, one_line
+from pipeline.core.log import get_logger
+from pipeline.core.types import ProbeResult
+from pipeline.indexer import IndexResult, index_video
+from pipeline.intake.naming import canonical_source, video_id_for
+from pipeline.jobs.lease import Heartbeat, new_holder
 from pipeline.store.videos import Lease, RunEnd
-from pipeline.types import ProbeResult
 from worker.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,

@@ -11,8 +11,8 @@ import click
 if TYPE_CHECKING:
     import psycopg
 
-from pipeline.config import Settings
-from pipeline.errors import first_line
+from pipeline.core.config import Settings
+from pipeline.core.errors import first_line
 from worker.cli.common import EXIT_FAILURE, EXIT_OK, get_settings, handle_errors, owner_option, print_json
 from worker.enqueue import enqueue_sources, safe_url, source_label
 
@@ -147,7 +147,7 @@ def check_broker(settings: Settings) -> str:
 def _ping_broker(settings: Settings) -> str:
     import redis
 
-    from pipeline.config import broker_url
+    from pipeline.core.config import broker_url
 
     client = redis.Redis.from_url(broker_url(settings), socket_connect_timeout=3, socket_timeout=3)
     try:

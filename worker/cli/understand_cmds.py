@@ -10,7 +10,7 @@ from uuid import UUID
 
 import click
 
-from pipeline.errors import BadInputError
+from pipeline.core.errors import BadInputError
 from worker.cli.common import EXIT_FAILURE, EXIT_OK, get_settings, handle_errors, print_json
 
 _OWNER_HELP = "Owner (tenant) UUID: a video of another owner is not found. Default: the video's own owner."
@@ -104,7 +104,7 @@ def show_command(video_id: UUID, owner: UUID | None, as_json: bool) -> None:
 def sheet_command(video_id: UUID, output: Path | None, page: int, to_sidecar: bool, owner: UUID | None) -> None:
     """A contact sheet of the video: one tile per scene (best frame, timecode, top label)."""
     from pipeline import store
-    from pipeline.sheet import render_sheet, sheet_filename, sheet_pages, to_png, write_png_atomic
+    from pipeline.frames.sheet import render_sheet, sheet_filename, sheet_pages, to_png, write_png_atomic
 
     if output is None and not to_sidecar:
         raise click.UsageError("give -o FILE.png and/or --sidecar")

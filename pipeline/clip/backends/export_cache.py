@@ -23,8 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.clip.identity import weights_checksum  # one home: memoised per file version
-from pipeline.config import Settings
-from pipeline.log import get_logger
+from pipeline.core.config import Settings
+from pipeline.core.log import get_logger
 
 log = get_logger(__name__)
 

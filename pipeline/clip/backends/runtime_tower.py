@@ -22,8 +22,8 @@ from pipeline.clip.backends import ONNX, OPENVINO
 from pipeline.clip.backends.export_cache import cached_export, export_key
 from pipeline.clip.backends.onnx_export import ONNX_FILE, PREPROCESS_FILE
 from pipeline.clip.backends.transform import eval_transform
-from pipeline.config import Settings
-from pipeline.log import get_logger
+from pipeline.core.config import Settings
+from pipeline.core.log import get_logger
 
 log = get_logger(__name__)
 
@@ -61,7 +61,7 @@ def _onnx_runtime(path: Path, threads: int | None) -> Callable[[np.ndarray], np.
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads or 0  # 0: one per physical core
     options.inter_op_num_threads = 1
-    # the pass shares the cores with ffmpeg (pipeline/embed_stream.py): waiting threads must sleep, not spin
+    # the pass shares the cores with ffmpeg (pipeline/clip/stream.py): waiting threads must sleep, not spin
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return lambda pixels: session.run(None, {"pixels": pixels})[0]

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from pipeline.config import Settings
-from pipeline.log import get_logger
+from pipeline.core.config import Settings
+from pipeline.core.log import get_logger
 from pipeline.storage import read_frame
 from pipeline.store.scene_reads import get_scene
 from worker.api.auth import Principal, require_key

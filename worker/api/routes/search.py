@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field
 
 from pipeline import store
 from pipeline.clip.identity import model_identity
-from pipeline.config import Settings
-from pipeline.errors import BadInputError, first_line
+from pipeline.core.config import Settings
+from pipeline.core.errors import BadInputError, first_line
 from pipeline.store.search import SceneNotFound
 from worker.api.auth import Principal, require_key
 from worker.api.context import ApiContext, get_context

@@ -13,8 +13,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from pipeline.errors import first_line
-from pipeline.log import get_logger
+from pipeline.core.errors import first_line
+from pipeline.core.log import get_logger
 from worker.api.context import ApiContext, get_context
 from worker.enqueue import ping_broker
 

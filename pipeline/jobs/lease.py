@@ -18,9 +18,9 @@ from types import TracebackType
 
 import psycopg
 
-from pipeline.config import Settings
-from pipeline.errors import VidxError, one_line
-from pipeline.log import get_logger
+from pipeline.core.config import Settings
+from pipeline.core.errors import VidxError, one_line
+from pipeline.core.log import get_logger
 from pipeline.store.videos import Lease, renew_lease
 
 log = get_logger("vidx.lease")

@@ -21,9 +21,9 @@ from uuid import UUID
 import psycopg
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.config import Settings
-from pipeline.errors import BadInputError
-from pipeline.frame_io import open_frame
+from pipeline.core.config import Settings
+from pipeline.core.errors import BadInputError
+from pipeline.frames.image_files import open_frame
 
 TILES_PER_PAGE = 40
 MAX_COLUMNS = 8

@@ -1,7 +1,7 @@
 """Where a video comes from: a local path, an http(s) URL or an uploaded object, fetched to a temp file.
 
 Workers only ever index local files, so a URL is downloaded first
-(pipeline.http_fetch: checked addresses only, redirects re-checked, a size
+(pipeline.intake.fetch: checked addresses only, redirects re-checked, a size
 cap and a total deadline), into a private temporary directory that is
 removed when the job is over (success or not). Directories left by a worker
 that was killed mid-download are swept by the next download.
@@ -20,13 +20,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from pipeline.config import Settings
-from pipeline.errors import BadInputError
-from pipeline.http_fetch import URL_SCHEMES, FetchPolicy, fetch_to_file
-from pipeline.log import get_logger
-from pipeline.netguard import Resolver, check_literal
-from pipeline.redaction import redact_url
-from pipeline.storage.location import is_object_url
+from pipeline.core.config import Settings
+from pipeline.core.errors import BadInputError
+from pipeline.core.locations import is_object_url
+from pipeline.core.log import get_logger
+from pipeline.core.redaction import redact_url
+from pipeline.intake.fetch import URL_SCHEMES, FetchPolicy, fetch_to_file
+from pipeline.intake.netguard import Resolver, check_literal
 
 log = get_logger(__name__)
 

@@ -9,7 +9,7 @@ Frame timestamps come from ffmpeg's ``showinfo`` filter on stderr, so
 variable frame rate works. ffmpeg auto-rotates, so frames are upright.
 
 Every child reads only its one file through the supported containers, under
-resource limits (pipeline.media_sandbox); the size of every decoded frame is
+resource limits (pipeline.media.sandbox); the size of every decoded frame is
 checked against ``VIDX_MAX_DIMENSION`` (a stream may change size mid-way,
 whatever its header said).
 """
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import media_sandbox
-from pipeline.config import Settings
-from pipeline.errors import BadInputError, ProcessingError
+from pipeline.core.config import Settings
+from pipeline.core.errors import BadInputError, ProcessingError
+from pipeline.media import sandbox as media_sandbox
 
 _SHOWINFO = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]+\] n:\s*(\d+) pts:\s*(-?\d+)\s+pts_time:(\S+)")
 SHOWINFO_FILTER = "showinfo=checksum=0"  # times and sizes only: no per-plane checksums or statistics
@@ -83,8 +83,8 @@ class DecodeOptions:
     sample_every: int = 0
     fast_detection: bool = False
     threads: int = 0  # 0: ffmpeg decides
-    reference_frames_only: bool = False  # skip B-frames (-skip_frame bidir): see pipeline/refdecode.py
-    # One keyframe-aligned segment (pipeline/segments.py): frames keep the packet clock (-copyts), and
+    reference_frames_only: bool = False  # skip B-frames (-skip_frame bidir): see pipeline/media/reference.py
+    # One keyframe-aligned segment (pipeline/media/segments.py): frames keep the packet clock (-copyts), and
     # decoding starts at the keyframe at or before ``seek_s`` (a packet time) with nothing trimmed.
     packet_clock: bool = False
     seek_s: float | None = None

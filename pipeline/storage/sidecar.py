@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from pipeline.types import ProbeResult, SceneRecord
+from pipeline.core.types import ProbeResult, SceneRecord
 
 SCHEMA_VERSION = 1
 SIDECAR_NAME = "sidecar.json"

@@ -1,6 +1,6 @@
 """Scene (shot) detection: one streaming decode, shots out as they close.
 
-ffmpeg decodes the video once (pipeline.decode), writing tiny frames for
+ffmpeg decodes the video once (pipeline.media.decode), writing tiny frames for
 the detector and, every few frames, a properly decoded analysis-size
 frame for candidate sampling. The detector (pipeline.shots.detector)
 returns boundaries in order; each closed scene is yielded at once with its
@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import Settings
-from pipeline.decode import DecodeOptions, FrameStream, decode_frame_at, detection_size, scaled_size
-from pipeline.errors import BadInputError
-from pipeline.log import get_logger
-from pipeline.refdecode import PacketIndex, decode_range, read_packet_index
-from pipeline.segments import SegmentedDecode
+from pipeline.core.config import Settings
+from pipeline.core.errors import BadInputError
+from pipeline.core.log import get_logger
+from pipeline.core.types import Candidate, DetectedScene, ProbeResult, SceneSpan
+from pipeline.media.decode import DecodeOptions, FrameStream, decode_frame_at, detection_size, scaled_size
+from pipeline.media.reference import PacketIndex, decode_range, read_packet_index
+from pipeline.media.segments import SegmentedDecode
 from pipeline.shots.candidates import SampleReservoir, pick_candidates
 from pipeline.shots.detector import DetectorParams, ShotBoundary, ShotDetector
 from pipeline.shots.features import content_distance, frame_features
-from pipeline.types import Candidate, DetectedScene, ProbeResult, SceneSpan
 
 log = get_logger(__name__)
 
@@ -196,7 +196,7 @@ def _check_complete(source: Path, frames: int, expected: int, code: int, errors:
         log.warning("decoder_errors_concealed", source=str(source), errors=errors)
 
 
-# --- reference frames only (streams with B-frames; see pipeline/refdecode.py) ---------------------------
+# --- reference frames only (streams with B-frames; see pipeline/media/reference.py) ---------------------------
 
 
 class _IndexTimeline:

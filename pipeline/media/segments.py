@@ -7,7 +7,7 @@ frame threads can only overlap a few of them: one ffmpeg keeps about 1.5 of
 chain, so segments that start on keyframes decode in parallel processes
 and, put back in order, give exactly the frames one decode gives.
 
-Each segment is one sandboxed ffmpeg (pipeline.decode.FrameStream) that
+Each segment is one sandboxed ffmpeg (pipeline.media.decode.FrameStream) that
 keeps the packet clock (``-copyts``) and starts at its keyframe without
 trimming; its frames are mapped to display frame numbers with the packet
 index and anything outside the segment is dropped. A segment that does
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import Settings
-from pipeline.decode import DecodeOptions, FrameBatch, FrameStream
-from pipeline.refdecode import PacketIndex
+from pipeline.core.config import Settings
+from pipeline.media.decode import DecodeOptions, FrameBatch, FrameStream
+from pipeline.media.reference import PacketIndex
 
 SEGMENT_S = 12.0  # target length: a few GOPs; longer costs balance at the end, shorter a process start (~0.2 s CPU) each
 BATCH_FRAMES = 16  # a segment notices its end within this many frames

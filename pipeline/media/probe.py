@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline import media_sandbox
-from pipeline.config import Settings
-from pipeline.errors import BadInputError, ProcessingError
-from pipeline.log import get_logger
-from pipeline.types import ProbeResult
+from pipeline.core.config import Settings
+from pipeline.core.errors import BadInputError, ProcessingError
+from pipeline.core.log import get_logger
+from pipeline.core.types import ProbeResult
+from pipeline.media import sandbox as media_sandbox
 
 log = get_logger(__name__)
 

@@ -3,7 +3,7 @@
 CLIP cannot write captions; it can only say which of a set of given phrases
 fits an image best. The phrase is assembled from independent rankings: the
 scene's top zero-shot label as subject, then the best setting, shot type and
-lighting phrase from fixed vocabularies (``pipeline.vocabulary``). It is as
+lighting phrase from fixed vocabularies (``pipeline.clip.vocabulary``). It is as
 good as those lists: a scene whose content is in none of them gets the
 nearest wrong words.
 """

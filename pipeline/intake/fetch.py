@@ -3,7 +3,7 @@
 urllib follows redirects itself (to any host, to ``ftp://``), resolves names
 again at connect time and honours proxy variables; none of that is safe for
 a tenant's URL. Here each hop is resolved once, every address is checked
-(pipeline.netguard), and http.client connects to that very address (TLS
+(pipeline.intake.netguard), and http.client connects to that very address (TLS
 still verifies the certificate for, and sends SNI/Host of, the URL's host).
 Redirects are followed by hand (at most ``MAX_REDIRECTS``, each re-checked),
 no proxy is ever used, and a total deadline bounds the whole download, not
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-from pipeline.errors import BadInputError
-from pipeline.log import get_logger
-from pipeline.netguard import ForbiddenAddressError, IPAddress, Resolver, resolve_checked
-from pipeline.redaction import redact_url
+from pipeline.core.errors import BadInputError
+from pipeline.core.log import get_logger
+from pipeline.core.redaction import redact_url
+from pipeline.intake.netguard import ForbiddenAddressError, IPAddress, Resolver, resolve_checked
 
 log = get_logger(__name__)
 

@@ -25,9 +25,9 @@ from types import TracebackType
 from pipeline.clip import BATCH_SIZE, FrameToEmbed, embed_frames
 from pipeline.clip.frames import disabled_results
 from pipeline.clip.memory import share_one_malloc_arena
-from pipeline.config import Settings
-from pipeline.log import get_logger
-from pipeline.types import EmbeddingResult
+from pipeline.core.config import Settings
+from pipeline.core.log import get_logger
+from pipeline.core.types import EmbeddingResult
 
 log = get_logger(__name__)
 

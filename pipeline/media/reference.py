@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import media_sandbox
-from pipeline.config import Settings
-from pipeline.decode import SHOWINFO_FILTER
+from pipeline.core.config import Settings
+from pipeline.media import sandbox as media_sandbox
+from pipeline.media.decode import SHOWINFO_FILTER
 
 _TIMEOUT_S = 600.0
 _SHOWINFO_TIME = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]+\] n:\s*\d+ pts:\s*-?\d+\s+pts_time:(\S+)")
@@ -51,7 +51,7 @@ class PacketIndex:
 def read_packet_index(source: Path, settings: Settings) -> PacketIndex | None:
     """The stream's packet index (demux only), or None when ffprobe cannot give one.
 
-    Sandboxed like every ffprobe call (pipeline/media_sandbox.py): one file, whitelisted containers, rlimits.
+    Sandboxed like every ffprobe call (pipeline/media/sandbox.py): one file, whitelisted containers, rlimits.
     """
     cmd = ["ffprobe", "-hide_banner", "-v", "error", *media_sandbox.input_options(), "-select_streams", "v:0",
            "-show_entries", "stream=has_b_frames:packet=pts_time,flags", "-of", "csv=p=0",
@@ -89,7 +89,7 @@ def decode_range(
     and hands over frames from ``start_s`` on, with their packet timestamps.
     """
     w, h = size
-    # One thread: it runs beside the segment decoders (pipeline/segments.py), which keep every core busy.
+    # One thread: it runs beside the segment decoders (pipeline/media/segments.py), which keep every core busy.
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "info", "-threads", "1", "-copyts",
            "-ss", f"{max(0.0, start_s - 1e-3):.6f}", *media_sandbox.input_options(),
            "-i", media_sandbox.input_spec(source), "-map", "0:v:0", "-an", "-sn", "-dn",

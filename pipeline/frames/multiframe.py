@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from pipeline.clip.frames import FrameToEmbed
-from pipeline.config import Settings
-from pipeline.types import Candidate, EmbeddingResult, FrameQuality, SceneRecord
+from pipeline.core.config import Settings
+from pipeline.core.types import Candidate, EmbeddingResult, FrameQuality, SceneRecord
 
 WriteJpeg = Callable[[Path, np.ndarray], None]
 

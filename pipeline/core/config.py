@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ConfigError
-from pipeline.redaction import redact_connection_url
+from pipeline.core.errors import ConfigError
+from pipeline.core.redaction import redact_connection_url
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -75,8 +75,8 @@ def _local_dir(name: str, raw: str) -> Path:
 
 
 def _s3_url(name: str, raw: str) -> str:
-    """``s3://bucket[/prefix]`` (issue 15); the parse lives with the S3 store, its one home."""
-    from pipeline.storage.location import parse_s3_url
+    """``s3://bucket[/prefix]`` (issue 15); parsed where object locations are defined."""
+    from pipeline.core.locations import parse_s3_url
 
     value = _text(name, raw)
     try:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from pipeline.types import Candidate, FrameQuality
+from pipeline.core.types import Candidate, FrameQuality
 
 # Frames are analysed at about this many pixels (e.g. 452x255 for 16:9);
 # larger frames are shrunk with area averaging, smaller ones are used as they are

@@ -14,7 +14,7 @@ import ipaddress
 import socket
 from collections.abc import Callable, Sequence
 
-from pipeline.errors import BadInputError
+from pipeline.core.errors import BadInputError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # host, port -> every address it resolves to (injectable for tests)

@@ -24,7 +24,7 @@ import resource
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.config import Settings
+from pipeline.core.config import Settings
 
 # Demuxer names (ffmpeg -demuxers) of the containers vidx indexes.
 SUPPORTED_FORMATS = (

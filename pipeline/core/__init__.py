@@ -1,0 +1,1 @@
+"""Foundation every stage shares: settings, errors, plain data types, logging, redaction."""

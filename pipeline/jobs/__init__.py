@@ -1,0 +1,1 @@
+"""The life of one indexing run: lease, heartbeat, progress, publish, failure."""

@@ -1,0 +1,1 @@
+"""Reading media safely: ffprobe, the sandboxed ffmpeg spawn, decoding, reference-frame segments."""
