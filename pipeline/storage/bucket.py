@@ -144,7 +144,7 @@ class S3Storage:
 
         The repair matters when a crash came between the row commit and the pointer write.
         """
-        removed = remove_entries(self.scratch, video_id, (STAGING_PREFIX,)) if self.scratch.is_dir() else []
+        removed = remove_entries(self.scratch, video_id, (STAGING_PREFIX,))
         if db_version and self.store.exists(self.version_key(video_id, db_version, SIDECAR_NAME)):
             if self.current_version(video_id) != db_version:
                 self.write_pointer(video_id, db_version)
