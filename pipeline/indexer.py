@@ -7,11 +7,11 @@ lease and generation; (3) the ``<video_id>`` link swapped to the new version;
 (4) older versions removed. A crash between any two steps leaves the old
 complete state or the new complete one (``frame_path`` always exists), and
 what a killed run left is swept by the next claim or worker start
-(``pipeline.storage.sidecar.sweep_video``). Callers (the CLI, Celery tasks) claim the
+(``VideoStorage.sweep``). Callers (the CLI, Celery tasks) claim the
 video row (``pipeline.store.videos``); this module only ends the run as done.
-With object storage (``VIDX_STORAGE_URL``, issue 15) the same steps run on
-objects: (1) an uploaded version prefix, (3) ``current.json`` rewritten
-(``pipeline.storage.versions``).
+The steps are the storage contract's (``pipeline.storage.contract``): on a local
+directory a renamed version directory and a swapped link, in object storage
+(``VIDX_STORAGE_URL``) an uploaded version prefix and a rewritten ``current.json``.
 """
 
 from __future__ import annotations
@@ -32,9 +32,8 @@ from pipeline.core.log import get_logger
 from pipeline.core.types import DetectedScene, EmbeddingResult, ProbeResult, SceneRecord
 from pipeline.frames.multiframe import frames_to_embed
 from pipeline.intake.naming import canonical_source
-from pipeline.storage import open_staging
-from pipeline.storage.sidecar import SidecarStaging, build_sidecar, frame_filename
-from pipeline.storage.versions import ObjectStaging
+from pipeline.storage import Staging, open_storage
+from pipeline.storage.sidecar import build_sidecar, frame_filename
 from pipeline.store.videos import Lease, RunEnd
 
 ProgressCallback = Callable[[float, str], None]
@@ -83,7 +82,7 @@ def write_jpeg(path: Path, rgb: np.ndarray) -> None:
 
 
 def _best_frame_record(
-    scene: DetectedScene, staging: SidecarStaging | ObjectStaging, settings: Settings
+    scene: DetectedScene, staging: Staging, settings: Settings
 ) -> SceneRecord:
     from pipeline.frames.multiframe import write_scene_frames
     from pipeline.frames.quality import rank_candidates
@@ -193,7 +192,7 @@ def index_video(
     outcome = RunEnd.FINISHED
     # --- issue 13: CLIP overlaps decoding (pipeline/clip/stream.py): the model loads and closed
     # scenes are embedded while decoding goes on; only the last partial batch is left for "embed".
-    with open_staging(settings, video_id) as staging, OverlappedEmbedding(settings) as embedding:
+    with open_storage(settings).stage(video_id) as staging, OverlappedEmbedding(settings) as embedding:
         records = []
         for scene in detect_scenes(source, probe, settings, on_progress=lambda f: progress("scenes", f)):
             records.append(_best_frame_record(scene, staging, settings))

@@ -27,7 +27,8 @@ from psycopg.types.json import Jsonb
 from pipeline.core.config import Settings
 from pipeline.core.log import get_logger
 from pipeline.core.types import SceneRecord
-from pipeline.storage.sidecar import SIDECAR_NAME, write_json_atomic
+from pipeline.storage import VideoStorage, open_storage
+from pipeline.storage.sidecar import SIDECAR_NAME, sidecar_bytes
 
 log = get_logger(__name__)
 
@@ -71,7 +72,6 @@ def reembed_video(video_id: UUID, settings: Settings) -> ReembedResult:
     """
     from pipeline import store
     from pipeline.clip.identity import model_identity
-    from pipeline.storage.working_copy import version_copy
 
     identity = model_identity(settings)
     with store.connect(settings) as conn:
@@ -79,14 +79,16 @@ def reembed_video(video_id: UUID, settings: Settings) -> ReembedResult:
         if not rows:
             return ReembedResult(video_id, 0, 0)
         _require_model(settings)  # a model that cannot load must not turn good embeddings into NULLs
-        # issue 15: frames may live in object storage; work on a local copy of their version
-        with version_copy(rows[0]["frame_path"], settings) as frames_dir:
+        # frames may live in object storage: work on a local copy of their version
+        storage = open_storage(settings)
+        frame_path = rows[0]["frame_path"]
+        with storage.working_copy(frame_path) as frames_dir:
             records = _records(rows, _sidecar(frames_dir, video_id))
             vectors = _embed(records, frames_dir, settings)
             if not _write(conn, video_id, identity, rows, records):
                 log.info("reembed_skipped_video_changed", video_id=str(video_id))
                 return ReembedResult(video_id, len(rows), 0, skipped=True)
-            _update_sidecar(frames_dir, video_id, records)
+            _update_sidecar(storage, frame_path, frames_dir, video_id, records)
     embedded = sum(v is not None for v in vectors)
     log.info("video.reembedded", video_id=str(video_id), scenes=len(rows), embedded=embedded, model=identity)
     return ReembedResult(video_id, len(rows), embedded)
@@ -185,7 +187,9 @@ def _write(
     return True
 
 
-def _update_sidecar(frames_dir: Path, video_id: UUID, records: list[SceneRecord]) -> None:
+def _update_sidecar(
+    storage: VideoStorage, frame_path: str, frames_dir: Path, video_id: UUID, records: list[SceneRecord]
+) -> None:
     """Bring the sidecar in line with the new rows (best effort: the database is what search reads)."""
     document = _sidecar(frames_dir, video_id)
     if document is None:
@@ -204,6 +208,6 @@ def _update_sidecar(frames_dir: Path, video_id: UUID, records: list[SceneRecord]
         if record.frames:
             scene["frames"] = record.frames
     try:
-        write_json_atomic(frames_dir / SIDECAR_NAME, document)
+        storage.write_beside(frame_path, SIDECAR_NAME, sidecar_bytes(document))
     except OSError as exc:
         log.warning("reembed_sidecar_not_updated", video_id=str(video_id), error=str(exc)[:200])

@@ -32,15 +32,15 @@ _KILL_AFTER = {
     "published": "real = S.publish\ndef step(self):\n    real(self); os.kill(os.getpid(), signal.SIGKILL)\nS.publish = step",
     "committed": "def step(self):\n    os.kill(os.getpid(), signal.SIGKILL)\nS.make_current = step",
     "linked": (
-        "import pipeline.storage.sidecar as sc\n"
-        "def step(root, vid, keep):\n    os.kill(os.getpid(), signal.SIGKILL)\nsc.remove_versions = step"
+        "from pipeline.storage.local import LocalStorage\n"
+        "def step(self, vid, keep):\n    os.kill(os.getpid(), signal.SIGKILL)\nLocalStorage.remove_versions = step"
     ),
 }
 
 
 def _index(path: Path, env: dict[str, str], inject: str = "") -> subprocess.CompletedProcess:
     code = (
-        "import os, signal, sys\nfrom pipeline.storage.sidecar import SidecarStaging as S\n" + inject +
+        "import os, signal, sys\nfrom pipeline.storage.local import LocalStaging as S\n" + inject +
         "\nfrom worker.cli import main\nsys.argv = ['vidx', *sys.argv[1:]]\nmain()"
     )
     return subprocess.run([sys.executable, "-c", code, "index", str(path), "--owner", str(OWNER)],

@@ -8,17 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.types import ProbeResult, SceneRecord
-from pipeline.storage.sidecar import (
-    SIDECAR_NAME,
-    SidecarStaging,
-    build_sidecar,
-    current_version,
-    link_current,
-    read_sidecar,
-    sweep_video,
-    version_dir,
-    write_json_atomic,
-)
+from pipeline.storage.local import LocalStaging, LocalStorage, version_dir
+from pipeline.storage.sidecar import SIDECAR_NAME, build_sidecar, read_sidecar, write_json_atomic
 from tests.fixtures.media import sidecar_entries
 
 
@@ -47,8 +38,8 @@ def test_build_sidecar_shape() -> None:
     assert doc["timing"]["total_ms"] == 12.3
 
 
-def _publish(root: Path, vid: uuid.UUID, generation: int) -> SidecarStaging:
-    with SidecarStaging(root, vid) as staging:
+def _publish(root: Path, vid: uuid.UUID, generation: int) -> LocalStaging:
+    with LocalStorage(root).stage(vid) as staging:
         (staging.path / f"gen{generation}.jpg").write_bytes(b"j")
         staging.write_sidecar({"generation": generation})
         staging.publish()
@@ -62,7 +53,7 @@ def test_publish_replaces_previous_sidecar(tmp_path: Path) -> None:
     second = _publish(tmp_path, vid, 2)
     assert read_sidecar(tmp_path, vid) == {"generation": 2}
     assert sorted(p.name for p in (tmp_path / str(vid)).iterdir()) == ["gen2.jpg", SIDECAR_NAME]
-    assert current_version(tmp_path, vid) == second.version
+    assert LocalStorage(tmp_path).current_version(vid) == second.version
     assert not first.version_dir.exists()  # the older version is removed once the new one is current
     assert sidecar_entries(tmp_path) == [str(vid)]  # no staging, temp link or old version left
 
@@ -71,7 +62,7 @@ def test_failure_leaves_previous_state(tmp_path: Path) -> None:
     vid = uuid.uuid4()
     _publish(tmp_path, vid, 1)
     with pytest.raises(RuntimeError):
-        with SidecarStaging(tmp_path, vid) as staging:
+        with LocalStorage(tmp_path).stage(vid) as staging:
             staging.write_sidecar({"generation": 2})
             staging.publish()  # published but never referenced nor current: removed on the way out
             raise RuntimeError("boom")
@@ -97,22 +88,23 @@ def test_a_crash_between_publish_steps_leaves_a_complete_state(tmp_path: Path, c
     vid = uuid.uuid4()
     old = _publish(tmp_path, vid, 1)
     db_version = old.version
-    staging = SidecarStaging(tmp_path, vid)  # no context manager: a SIGKILL runs no clean-up
+    storage = LocalStorage(tmp_path)
+    staging = storage.stage(vid)  # no context manager: a SIGKILL runs no clean-up
     staging.write_sidecar({"generation": 2})
     if crash_after != "staged":
         staging.publish()
     if crash_after in ("committed", "linked"):
         db_version = staging.version  # the rows now point at the new version
     if crash_after == "linked":
-        link_current(tmp_path, vid, staging.version)
+        storage.link_current(vid, staging.version)
     # What a reader sees right after the crash: a complete old or new sidecar.
     assert read_sidecar(tmp_path, vid) in ({"generation": 1}, {"generation": 2})
     assert version_dir(tmp_path, vid, db_version).is_dir()  # the rows' frame paths exist
 
-    sweep_video(tmp_path, vid, db_version)
+    storage.sweep(vid, db_version)
     expected = 2 if crash_after in ("committed", "linked") else 1
     assert read_sidecar(tmp_path, vid) == {"generation": expected}
-    assert current_version(tmp_path, vid) == db_version
+    assert storage.current_version(vid) == db_version
     assert sidecar_entries(tmp_path) == [str(vid)]
 
 

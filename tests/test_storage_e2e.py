@@ -19,9 +19,9 @@ import psycopg
 import pytest
 
 from pipeline.core.locations import parse_s3_url
-from pipeline.storage import read_frame, read_sidecar
+from pipeline.storage import open_storage
+from pipeline.storage.bucket import S3Storage
 from pipeline.storage.s3 import S3Store
-from pipeline.storage.versions import current_version, sweep_video, visible_keys
 from tests import videogen
 from tests.fixtures.queue import REPO_ROOT, WorkerPool, run_vidx, wait_for, worker_env
 from tests.fixtures.s3 import S3Server
@@ -49,13 +49,13 @@ def _assert_readable_from_s3(settings, url: str, vid: uuid.UUID, scenes: int) ->
     """Every row's frame is an s3:// object of the current version; the sidecar lists the same scenes."""
     rows = _rows(url, vid)
     assert len(rows) == scenes
-    store = S3Store(parse_s3_url(settings.storage_url))
-    version = current_version(store, vid)
+    storage = open_storage(settings)
+    version = storage.current_version(vid)
     assert version is not None
     for _, frame_path in rows:
         assert frame_path.startswith(f"{settings.storage_url}/{vid}/{version}/"), frame_path
-        assert read_frame(frame_path, settings).startswith(JPEG_MAGIC)
-    sidecar = read_sidecar(settings, vid)
+        assert storage.read_frame(frame_path).startswith(JPEG_MAGIC)
+    sidecar = storage.read_sidecar(vid)
     assert [s["index"] for s in sidecar["scenes"]] == [r[0] for r in rows]
     assert all(s["visual_clip_metadata"]["frame_path"] == r[1] for s, r in zip(sidecar["scenes"], rows, strict=True))
     return version
@@ -119,15 +119,16 @@ def test_a_killed_job_leaves_no_visible_objects(db_settings, s3_url, s3_server: 
                           env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
 
-    store = S3Store(parse_s3_url(s3_url))
+    storage = open_storage(db_settings.with_overrides(storage_url=s3_url))
+    assert isinstance(storage, S3Storage)
+    store = storage.store
     assert len(store.list(f"vidx/{vid}/")) == 2  # two frames of an unfinished version were uploaded...
-    assert visible_keys(store, vid) == []  # ...but nothing points at them
-    settings = db_settings.with_overrides(storage_url=s3_url)
+    assert storage.visible_keys(vid) == []  # ...but nothing points at them
     with pytest.raises(FileNotFoundError):
-        read_sidecar(settings, vid)
+        storage.read_sidecar(vid)
     assert _rows(clean_database_url, vid) == []
     # the next claim's sweep removes them
-    assert len(sweep_video(store, vid, None)) == 2
+    assert len(storage.sweep(vid, None)) == 2
     assert store.list(f"vidx/{vid}/") == []
 
 
@@ -187,7 +188,7 @@ def test_bad_credentials_are_retried_then_the_job_completes(broker_url, clean_da
     record = wait_for(retried, timeout=90, what="a transient retry")
     assert "refused the credentials" in record["reason"] and "\n" not in record["reason"]
     assert "wrong-secret" not in worker.log_text()
-    assert visible_keys(S3Store(parse_s3_url(s3_url)), vid) == []
+    assert S3Storage(parse_s3_url(s3_url), tmp_path / "scratch").visible_keys(vid) == []
     worker.stop()
 
     good = _s3_worker_env(broker_url, clean_database_url, tmp_path / "good", s3_server, s3_url,
@@ -223,14 +224,20 @@ def test_reembed_and_sheet_read_frames_from_s3(three_scene_video, clip_env, db_s
     with psycopg.connect(clean_database_url, autocommit=True) as conn:
         vectors = conn.execute("SELECT embedding_visual_clip FROM scenes WHERE video_id = %s", (vid,)).fetchall()
     assert all(row[0] is not None for row in vectors)
-    sidecar = read_sidecar(load_settings(), vid)  # the sidecar in the bucket follows the rows, same version
+    storage = open_storage(load_settings())
+    sidecar = storage.read_sidecar(vid)  # the sidecar in the bucket follows the rows, same version
     assert all(scene["embedding_visual_clip"] for scene in sidecar["scenes"])
-    assert current_version(S3Store(parse_s3_url(s3_url)), vid) == version
+    assert storage.current_version(vid) == version
 
     out = tmp_path / "sheet.png"
     sheet = runner.invoke(cli, ["sheet", str(vid), "-o", str(out), "--owner", str(OWNER)], catch_exceptions=False)
     assert sheet.exit_code == 0, sheet.output
     assert out.read_bytes().startswith(b"\x89PNG")
+    # --sidecar stores the sheet beside the frames, in the bucket's current version
+    beside = runner.invoke(cli, ["sheet", str(vid), "--sidecar", "--owner", str(OWNER)], catch_exceptions=False)
+    assert beside.exit_code == 0, beside.output
+    assert beside.stdout.strip() == f"{s3_url}/{vid}/{version}/contact_sheet.png"
+    assert storage.read_frame(beside.stdout.strip()).startswith(b"\x89PNG")
 
 
 def test_api_serves_frames_from_s3(db_conn, clip_env, three_scene_video, s3_url, monkeypatch) -> None:
@@ -310,7 +317,7 @@ def test_an_api_upload_goes_to_the_bucket_and_a_worker_elsewhere_indexes_it(
         forget_broker_pools(celery_app)
     # the source is an object under this owner's uploads, the frames are published objects
     store = S3Store(parse_s3_url(s3_url))
-    uploaded = store.list(parse_s3_url(uploads_url(settings, OWNER)).prefix)
+    uploaded = store.list(parse_s3_url(uploads_url(parse_s3_url(s3_url), OWNER)).prefix)
     assert [k.rsplit("/", 1)[1] for k in uploaded] == ["Holiday_Clip.mp4"]
     _assert_readable_from_s3(settings, clean_database_url, vid, 3)
     for disk in (api_disk, worker_disk):  # neither machine kept the video or a frame
@@ -325,10 +332,10 @@ def test_a_worker_opens_only_the_owners_own_uploads(db_settings, s3_url, media_d
 
     settings = db_settings.with_overrides(storage_url=s3_url)
     video = videogen.make_cut_video(media_dir / "s3_own.mp4", [20], size=SMALL)
-    mine = upload_source(settings, OWNER, video, "mine.mp4")
-    other_owner = uuid.UUID("16161616-1616-1616-1616-161616161616")
-    theirs = upload_source(settings, other_owner, video, "theirs.mp4")
     store = S3Store(parse_s3_url(s3_url))
+    mine = upload_source(store, OWNER, video, "mine.mp4")
+    other_owner = uuid.UUID("16161616-1616-1616-1616-161616161616")
+    theirs = upload_source(store, other_owner, video, "theirs.mp4")
     store.put(f"vidx/{uuid.uuid4()}/v1/0000.jpg", b"\xff\xd8\xff frame")
 
     with open_source(mine, settings, owner_id=OWNER) as path:
@@ -384,7 +391,7 @@ def test_half_done_source_uploads_are_aborted_only_once_stale(db_settings, s3_ur
     """A killed API process leaves a multipart upload (billed, never visible); a live one is left alone."""
     from pipeline.storage.uploads import abort_stale_multipart
 
-    settings = db_settings.with_overrides(storage_url=s3_url)
+    storage = open_storage(db_settings.with_overrides(storage_url=s3_url))
     store = S3Store(parse_s3_url(s3_url))
     store.client.create_multipart_upload(Bucket=store.location.bucket, Key=f"vidx/uploads/{OWNER}/abc/v.mp4")
 
@@ -393,5 +400,5 @@ def test_half_done_source_uploads_are_aborted_only_once_stale(db_settings, s3_ur
 
     # moto dates every multipart upload 2010-11-10, so "recent" is expressed by the cut-off instead:
     # with a cut-off at 1970 the upload is younger than it and survives, with the default it is stale.
-    assert abort_stale_multipart(settings, older_than_s=time.time()) == 0 and pending() == 1
-    assert abort_stale_multipart(settings) == 1 and pending() == 0
+    assert abort_stale_multipart(store, older_than_s=time.time()) == 0 and pending() == 1
+    assert storage.abort_stale_uploads() == 1 and pending() == 0

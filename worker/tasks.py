@@ -37,6 +37,7 @@ from pipeline.core.errors import BadInputError, TransientError, one_line, regist
 from pipeline.core.log import get_logger
 from pipeline.intake.sources import open_source
 from pipeline.jobs.lease import Heartbeat, new_holder
+from pipeline.storage import open_storage
 from pipeline.store import videos
 from pipeline.store.videos import ClaimStatus, Lease, RunEnd, VideoStatus
 from worker.app import QUEUE, app, worker_settings
@@ -245,15 +246,10 @@ def _fail(conn: psycopg.Connection, lease: Lease, reason: str, *, kind: str) -> 
 
 
 def sweep_claimed(conn: psycopg.Connection, vid: UUID, settings: Settings) -> None:
-    """Remove a killed run's leftovers for a video this run now holds (local directory and object storage)."""
-    from pipeline.storage.sidecar import sweep_video
-    from pipeline.storage.sweep import sweep_abandoned
-
+    """Remove a killed run's leftovers for a video this run now holds (whatever the storage)."""
     version = videos.sidecar_versions(conn, [vid]).get(vid)
-    for path in sweep_video(settings.sidecar_dir, vid, version):
-        log.info("leftover_removed", path=str(path))
-    for key in sweep_abandoned(settings, vid, version):  # issue 15: versions no row or pointer references
-        log.info("leftover_object_removed", key=key)
+    for path in open_storage(settings).sweep(vid, version):
+        log.info("leftover_removed", path=path)
 
 
 # --- reconciler -----------------------------------------------------------------
@@ -289,7 +285,7 @@ def reconcile(conn: psycopg.Connection, settings: Settings) -> list[UUID]:
     return sent
 
 
-def sweep_leftovers(conn: psycopg.Connection, settings: Settings) -> list[Path]:
+def sweep_leftovers(conn: psycopg.Connection, settings: Settings) -> list[str | Path]:
     """At worker start: remove what killed runs left in the sidecar directory and in downloads.
 
     With object storage, also abort source uploads that a killed API process left half done
@@ -301,10 +297,10 @@ def sweep_leftovers(conn: psycopg.Connection, settings: Settings) -> list[Path]:
     directories once their process is gone (pipeline.intake.sources).
     """
     from pipeline.intake.sources import sweep_abandoned_downloads
-    from pipeline.storage.sidecar import leftover_video_ids, sweep_video
 
-    removed: list[Path] = []
-    found = leftover_video_ids(settings.sidecar_dir)
+    storage = open_storage(settings)
+    removed: list[str | Path] = []
+    found = storage.leftovers()
     if found:
         ids = list(found)
         live = videos.live_leases(conn, ids)
@@ -312,7 +308,7 @@ def sweep_leftovers(conn: psycopg.Connection, settings: Settings) -> list[Path]:
         for vid, age_s in found.items():
             if vid in live or (vid not in known and age_s < settings.task_time_limit_s):
                 continue
-            removed += sweep_video(settings.sidecar_dir, vid, known.get(vid))
+            removed += storage.sweep(vid, known.get(vid))
     removed += sweep_abandoned_downloads()
     _abort_stale_source_uploads(settings)
     if removed:
@@ -322,10 +318,8 @@ def sweep_leftovers(conn: psycopg.Connection, settings: Settings) -> list[Path]:
 
 def _abort_stale_source_uploads(settings: Settings) -> None:
     """Object storage: multipart uploads of sources that a killed API process left (never blocks the sweep)."""
-    from pipeline.storage.uploads import abort_stale_multipart
-
     try:
-        aborted = abort_stale_multipart(settings)
+        aborted = open_storage(settings).abort_stale_uploads()
     except TransientError as exc:
         log.warning("stale_uploads_not_checked", reason=one_line(exc))
         return

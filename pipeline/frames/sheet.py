@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pipeline.core.config import Settings
 from pipeline.core.errors import BadInputError
 from pipeline.frames.image_files import open_frame
+from pipeline.storage import VideoStorage, open_storage
 
 TILES_PER_PAGE = 40
 MAX_COLUMNS = 8
@@ -79,11 +80,11 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def _thumbnail(path: str | None) -> Image.Image | None:
-    if not path:
+def _thumbnail(path: str | None, storage: VideoStorage | None) -> Image.Image | None:
+    if not path or storage is None:
         return None
     try:
-        image = open_frame(path)
+        image = open_frame(path, storage)
     except OSError:
         return None
     image.thumbnail((THUMB_W, THUMB_H))
@@ -105,8 +106,13 @@ def tile_boxes(count: int) -> list[tuple[int, int, int, int]]:
             for i in range(count)]
 
 
-def render_sheet(tiles: Sequence[Tile], *, title: str, page: int = 1, pages: int = 1) -> Image.Image:
-    """One page of tiles (at most ``TILES_PER_PAGE``), as an RGB image."""
+def render_sheet(
+    tiles: Sequence[Tile], *, title: str, page: int = 1, pages: int = 1, storage: VideoStorage | None = None
+) -> Image.Image:
+    """One page of tiles (at most ``TILES_PER_PAGE``), as an RGB image.
+
+    ``storage``: where the frames are read from; None draws every tile as "frame missing".
+    """
     columns, rows = _grid(len(tiles))
     tile_h = THUMB_H + CAPTION_H
     width = GAP + columns * (THUMB_W + GAP)
@@ -118,7 +124,7 @@ def render_sheet(tiles: Sequence[Tile], *, title: str, page: int = 1, pages: int
     caption_font, label_font = _font(14), _font(13)
     for tile, (x, y, _, _) in zip(tiles, tile_boxes(len(tiles)), strict=True):
         draw.rectangle((x, y, x + THUMB_W - 1, y + tile_h - 1), fill=TILE_BACKGROUND)
-        thumb = _thumbnail(tile.frame_path)
+        thumb = _thumbnail(tile.frame_path, storage)
         if thumb is None:
             draw.text((x + 12, y + THUMB_H // 2 - 8), "frame missing", fill=DIM_TEXT, font=caption_font)
         else:  # letterboxed in the tile's 16:9 box
@@ -168,7 +174,8 @@ def contact_sheet_png(
     title, pages = sheet_pages(conn, video_id, owner_id=owner_id)
     if not 1 <= page <= len(pages):
         raise BadInputError(f"page {page} does not exist: the sheet of video {video_id} has {len(pages)} page(s)")
-    return to_png(render_sheet(pages[page - 1], title=title, page=page, pages=len(pages)))
+    storage = open_storage(settings)
+    return to_png(render_sheet(pages[page - 1], title=title, page=page, pages=len(pages), storage=storage))
 
 
 def sheet_filename(page: int, pages: int) -> str:

@@ -27,6 +27,8 @@ from pipeline.core.log import get_logger
 from pipeline.core.redaction import redact_url
 from pipeline.intake.fetch import URL_SCHEMES, FetchPolicy, fetch_to_file
 from pipeline.intake.netguard import Resolver, check_literal
+from pipeline.storage import open_storage
+from pipeline.storage.uploads import upload_name
 
 log = get_logger(__name__)
 
@@ -86,7 +88,7 @@ def open_source(
     """Yield a local file for ``source``; a downloaded copy is deleted on exit.
 
     ``source`` is a local path, an http(s) URL, or an ``s3://`` URL of an
-    uploaded video in the configured bucket (``pipeline.storage.uploads``:
+    uploaded video in the configured bucket (``VideoStorage.fetch_upload``:
     only ``owner_id``'s own uploads open). Raises :class:`BadInputError` for
     a missing/unusable path, a refused, unreachable or failing URL, a download
     over the size cap or deadline, or an object that is not the owner's upload.
@@ -94,10 +96,8 @@ def open_source(
     """
     fetch: Callable[[Path], Path]
     if is_object_url(source):
-        from pipeline.storage.uploads import fetch_upload, upload_name
-
         label = f"upload:{upload_name(source)}"
-        fetch = partial(fetch_upload, source, settings, owner_id=owner_id)
+        fetch = partial(open_storage(settings).fetch_upload, source, owner_id=owner_id)
     elif is_url(source):
         check_url(source, settings)
         label = redact_url(source)

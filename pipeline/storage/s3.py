@@ -51,7 +51,7 @@ def _client_identity() -> tuple[str | None, ...]:
 
 @lru_cache(maxsize=8)
 def _cached_client(identity: tuple[str | None, ...]) -> Any:
-    import boto3
+    import boto3  # heavy (~0.3 s): loaded only when object storage is used
     from botocore.config import Config
 
     endpoint, region = identity[0], identity[1]
@@ -84,7 +84,14 @@ class S3Store:
 
     def __init__(self, location: S3Location, client: Any | None = None) -> None:
         self.location = location
-        self.client = client if client is not None else s3_client()
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client, made on first use: opening the storage costs nothing until it is used."""
+        if self._client is None:
+            self._client = s3_client()
+        return self._client
 
     def __repr__(self) -> str:
         return f"S3Store({self.location})"
@@ -106,7 +113,7 @@ class S3Store:
 
     def upload_file(self, key: str, path: Path) -> None:
         """Upload a local file (multipart past 8 MB; boto3 aborts a failed multipart upload itself)."""
-        from boto3.exceptions import S3UploadFailedError
+        from boto3.exceptions import S3UploadFailedError  # boto3 stays off the local-storage path
         from botocore.exceptions import ClientError
 
         def upload() -> None:
@@ -169,7 +176,7 @@ class S3Store:
 
     def _call(self, operation: Callable[[], T], key: str | None = None) -> T:
         """Run one S3 call; map its failures onto vidx's errors with one clear line."""
-        from boto3.exceptions import Boto3Error
+        from boto3.exceptions import Boto3Error  # boto3 stays off the local-storage path
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
         where = f"object storage {self.location.bucket} at {endpoint_label(self.client)}"

@@ -9,13 +9,13 @@ from urllib.parse import urlsplit
 
 from pipeline.core.config import Settings
 from pipeline.core.redaction import redact_url
+from pipeline.storage import open_storage
+from pipeline.storage.uploads import upload_name
 
 
 def display_source(source: str, settings: Settings) -> str:
     """A source fit to show: URLs without user-info or query, uploads and local files by name only."""
-    from pipeline.storage.uploads import is_upload, upload_name
-
-    if is_upload(source, settings):  # in the bucket: never show its name or prefix
+    if open_storage(settings).is_upload(source):  # in the bucket: never show its name or prefix
         return f"upload:{upload_name(source)}"
     if "://" in source:
         return redact_url(source)

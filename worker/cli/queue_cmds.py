@@ -170,12 +170,10 @@ def check_model(settings: Settings) -> str:
 
 
 def check_storage(settings: Settings) -> str:
-    """Issue 15: the bucket answers and accepts the credentials (only with VIDX_STORAGE_URL)."""
-    from pipeline.storage import open_store
-    from pipeline.storage.s3 import S3Store
+    """The configured storage answers (a bucket: it accepts the credentials)."""
+    from pipeline.storage import open_storage
 
-    store = open_store(settings)
-    return store.probe() if isinstance(store, S3Store) else str(settings.sidecar_dir)
+    return open_storage(settings).probe()
 
 
 @click.command("health")

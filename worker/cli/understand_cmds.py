@@ -11,6 +11,7 @@ from uuid import UUID
 import click
 
 from pipeline.core.errors import BadInputError
+from pipeline.storage import open_storage
 from worker.cli.common import EXIT_FAILURE, EXIT_OK, get_settings, handle_errors, print_json
 
 _OWNER_HELP = "Owner (tenant) UUID: a video of another owner is not found. Default: the video's own owner."
@@ -108,17 +109,19 @@ def sheet_command(video_id: UUID, output: Path | None, page: int, to_sidecar: bo
 
     if output is None and not to_sidecar:
         raise click.UsageError("give -o FILE.png and/or --sidecar")
-    with store.connect(get_settings()) as conn:
+    settings = get_settings()
+    storage = open_storage(settings)
+    with store.connect(settings) as conn:
         owner = _resolve_owner(conn, video_id, owner)
         title, pages = sheet_pages(conn, video_id, owner_id=owner)
-        frame_dirs = {str(Path(p).parent) for (p,) in conn.execute(
+        frame_paths = [p for (p,) in conn.execute(
             "SELECT frame_path FROM scenes WHERE video_id = %s AND owner_id = %s AND frame_path IS NOT NULL",
-            (video_id, owner)).fetchall()}
+            (video_id, owner)).fetchall()]
     if not 1 <= page <= len(pages):
         raise BadInputError(f"page {page} does not exist: the sheet of video {video_id} has {len(pages)} page(s)")
 
     def png(number: int) -> bytes:
-        return to_png(render_sheet(pages[number - 1], title=title, page=number, pages=len(pages)))
+        return to_png(render_sheet(pages[number - 1], title=title, page=number, pages=len(pages), storage=storage))
 
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -126,13 +129,15 @@ def sheet_command(video_id: UUID, output: Path | None, page: int, to_sidecar: bo
         note = f" (page {page} of {len(pages)}; --page N for the others)" if len(pages) > 1 else ""
         click.echo(f"{output}{note}")
     if to_sidecar:
-        if len(frame_dirs) != 1 or not os.path.isdir(next(iter(frame_dirs))):
-            raise BadInputError(f"video {video_id} has no sidecar directory here")
-        directory = Path(next(iter(frame_dirs)))
+        missing = BadInputError(f"video {video_id} has no sidecar directory here")
+        if len({p.rsplit("/", 1)[0] for p in frame_paths}) != 1:  # the frames of one published version
+            raise missing
         for number in range(1, len(pages) + 1):
-            path = directory / sheet_filename(number, len(pages))
-            write_png_atomic(path, png(number))
-            click.echo(str(path))
+            try:
+                where = storage.write_beside(frame_paths[0], sheet_filename(number, len(pages)), png(number))
+            except FileNotFoundError:
+                raise missing from None
+            click.echo(where)
 
 
 @click.command("reembed")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from pipeline.core.config import Settings
 from pipeline.core.log import get_logger
-from pipeline.storage import read_frame
+from pipeline.storage import open_storage
 from pipeline.store.scene_reads import get_scene
 from worker.api.auth import Principal, require_key
 from worker.api.context import get_context
@@ -51,7 +51,7 @@ def frame_bytes(frame_path: str | None, settings: Settings) -> bytes | None:
     if not frame_path:
         return None
     try:
-        return read_frame(frame_path, settings)
+        return open_storage(settings).read_frame(frame_path)
     except (FileNotFoundError, IsADirectoryError, ValueError):
         return None
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from pipeline import store
 from pipeline.core.errors import BadInputError, first_line
 from pipeline.core.log import get_logger
+from pipeline.storage import open_storage
 from pipeline.store.scene_reads import list_scenes
 from worker.api.auth import Principal, require_key
 from worker.api.context import get_context
@@ -84,11 +85,9 @@ async def enqueue_upload(
         await save_body(request, path, max_bytes=settings.api_upload_max_mb * 1024 * 1024, what="video")
         await run_in_threadpool(probe, path, settings)
         source = str(path)
-        if settings.storage_url:
-            from pipeline.storage.uploads import upload_source
-
-            source = await run_in_threadpool(upload_source, settings, who.owner_id, path, path.name)
-            discard(directory)  # the bucket holds it now; an unreachable bucket is a 503, nothing queued
+        source = await run_in_threadpool(open_storage(settings).keep_upload, who.owner_id, path)
+        if source != str(path):
+            discard(directory)  # the store holds its own copy now; an unreachable bucket is a 503, nothing queued
     except BadInputError as exc:
         discard(directory)
         raise ApiError(422, "not a usable video", first_line(exc).replace(str(path), path.name)) from None
