@@ -81,6 +81,7 @@ def test_health_all_ok(env) -> None:
     checks = {c["check"]: c for c in json.loads(proc.stdout)}
     assert proc.returncode == 0, proc.stdout
     assert all(checks[name]["ok"] for name in ("database", "broker", "model"))
+    assert (checks["broker"]["status"], checks["model"]["status"]) == ("ok", "not configured")  # CLIP_ENABLED=false
 
 
 def test_health_skip_model_checks_only_database_and_broker(env, tmp_path) -> None:
