@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.config import describe_settings, load_settings
+from pipeline.core.config import broker_url, describe_settings, load_settings
 from pipeline.core.errors import ConfigError
 
 
@@ -24,7 +24,7 @@ def test_defaults_match_the_contract() -> None:
     assert s.clip_debug_log is False
     assert s.clip_checkpoint is None
     assert s.database_url is None
-    assert s.celery_broker_url == "redis://localhost:6379/0"
+    assert broker_url(s) == "redis://localhost:6379/0" and not s.broker_configured
     assert s.sidecar_dir == s.data_dir / "sidecars"
 
 
@@ -64,6 +64,7 @@ def test_values_are_parsed(tmp_path: Path) -> None:
         ("DATABASE_URL", "mysql://x"),
         ("CELERY_BROKER_URL", "amqp://x"),
         ("VIDX_MAX_ATTEMPTS", "three"),
+        ("VIDX_WORKER_GPUS", "0,,1"),
     ],
 )
 def test_invalid_values_name_the_variable(name: str, value: str) -> None:
@@ -71,6 +72,18 @@ def test_invalid_values_name_the_variable(name: str, value: str) -> None:
         load_settings({name: value})
     assert name in str(err.value)
     assert err.value.variable == name
+
+
+def test_a_broker_is_configured_by_its_variable_alone() -> None:
+    """Even the default URL, named explicitly, is a broker this deployment relies on (health fails without it)."""
+    assert load_settings({"CELERY_BROKER_URL": "redis://localhost:6379/0"}).broker_configured
+    assert not load_settings({"VIDX_BROKER_PASSWORD": "secret"}).broker_configured
+    assert load_settings({}).with_overrides(celery_broker_url="redis://r:6379/1").broker_configured
+
+
+def test_worker_gpus_are_a_setting() -> None:
+    assert load_settings({}).worker_gpus is None
+    assert load_settings({"VIDX_WORKER_GPUS": "0, 2"}).worker_gpus == ("0", "2")
 
 
 def test_time_limits_must_be_ordered() -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from pipeline.core.config import RETRY_BACKOFF_MAX_S, load_settings, recovery_bound_s
+from pipeline.core.config import RETRY_BACKOFF_MAX_S, broker_url, load_settings, recovery_bound_s
 from worker import app as worker_app
 from worker import tasks
 
@@ -15,15 +17,42 @@ def limits_settings():
                           "CELERY_BROKER_URL": "redis://broker.example:6390/3"})
 
 
+def _connection_urls(celery_app) -> set[str]:
+    """Where every kind of connection Celery opens would go (the consumer's, the publisher's, the banner's)."""
+    connections = (celery_app.connection_for_read(), celery_app.connection_for_write(), celery_app.connection())
+    return {c.as_uri(include_password=True) for c in connections}
+
+
 def test_delivery_settings(limits_settings) -> None:
-    conf = worker_app.make_app(limits_settings).conf
-    assert conf.broker_url == "redis://broker.example:6390/3"
+    celery_app = worker_app.make_app(limits_settings)
+    conf = celery_app.conf
+    assert _connection_urls(celery_app) == {"redis://broker.example:6390/3"}
+    assert celery_app.pool.connection.as_uri(include_password=True) == "redis://broker.example:6390/3"
     assert conf.task_acks_late is True
     assert conf.task_reject_on_worker_lost is True
     assert conf.worker_prefetch_multiplier == 1
     assert (conf.task_soft_time_limit, conf.task_time_limit) == (100, 120)
     assert conf.worker_max_memory_per_child > 0
     assert conf.worker_hijack_root_logger is False
+
+
+@pytest.mark.parametrize("variable", ["CELERY_BROKER_URL", "CELERY_BROKER_READ_URL", "CELERY_BROKER_WRITE_URL"])
+def test_the_environment_cannot_redirect_the_app(monkeypatch, variable: str) -> None:
+    """Celery reads these before its configuration; vidx's URL, password included, wins anyway (issue 26)."""
+    monkeypatch.setenv(variable, "redis://elsewhere.example:6379/0")
+    settings = load_settings({"CELERY_BROKER_URL": "redis://broker.example:6390/3", "VIDX_BROKER_PASSWORD": "p w"})
+    celery_app = worker_app.make_app(settings)
+    assert _connection_urls(celery_app) == {broker_url(settings)} == {"redis://:p%20w@broker.example:6390/3"}
+    connection = celery_app.connection_for_write()
+    assert (connection.hostname, connection.password) == ("broker.example", "p w")
+
+
+def test_an_enqueuer_with_other_settings_publishes_to_their_broker() -> None:
+    celery_app = worker_app.make_app(load_settings({"CELERY_BROKER_URL": "redis://first.example:6379/0"}))
+    assert celery_app.pool.connection.hostname == "first.example"
+    celery_app.use_broker("redis://second.example:6379/1")
+    assert _connection_urls(celery_app) == {"redis://second.example:6379/1"}
+    assert celery_app.pool.connection.hostname == "second.example"
 
 
 def test_visibility_timeout_outlasts_a_run_and_its_retry_countdown(limits_settings) -> None:
@@ -102,3 +131,31 @@ def test_each_pool_child_decodes_with_its_share_of_the_cores(monkeypatch, config
         assert worker_app._child_settings.decode_processes == expected
     finally:
         cv2.setNumThreads(before)
+
+
+@pytest.mark.parametrize(("configured", "found", "children", "gpus"), [
+    ({"CLIP_DEVICE": "cuda"}, 2, 2, ("0", "1")),
+    ({"CLIP_DEVICE": "cuda", "VIDX_WORKER_GPUS": "3,5"}, 2, 0, ("3", "5")),  # the operator's choice stands
+    ({"CLIP_DEVICE": "cpu"}, 2, 0, None),
+])
+def test_a_gpu_worker_claims_every_visible_gpu_unless_told(monkeypatch, configured, found, children, gpus) -> None:
+    monkeypatch.setattr(worker_app, "settings", load_settings(configured))
+    monkeypatch.setattr(worker_app, "cuda_device_count", lambda: found)
+    assert worker_app.claim_gpus() == children
+    assert worker_app.settings.worker_gpus == gpus
+
+
+def test_each_pool_child_is_pinned_to_its_gpu(monkeypatch) -> None:
+    cv2 = pytest.importorskip("cv2")
+    monkeypatch.setattr(worker_app, "settings", load_settings({"CLIP_DEVICE": "cuda", "VIDX_WORKER_GPUS": "3,5"}))
+    monkeypatch.setattr(worker_app, "configure_worker_logging", lambda *_: None)
+    monkeypatch.setattr(worker_app, "_worker_concurrency", 2)
+    monkeypatch.setattr(worker_app, "_child_settings", None)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(worker_app, "current_process", lambda: type("Child", (), {"index": 1})())
+    before = cv2.getNumThreads()
+    try:
+        worker_app._init_child()
+    finally:
+        cv2.setNumThreads(before)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "5"

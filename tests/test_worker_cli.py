@@ -81,15 +81,16 @@ def test_health_all_ok(env) -> None:
     checks = {c["check"]: c for c in json.loads(proc.stdout)}
     assert proc.returncode == 0, proc.stdout
     assert all(checks[name]["ok"] for name in ("database", "broker", "model"))
+    assert (checks["broker"]["status"], checks["model"]["status"]) == ("ok", "not configured")  # CLIP_ENABLED=false
 
 
-def test_health_skip_model_checks_only_database_and_broker(env, tmp_path) -> None:
+def test_health_skip_model_checks_all_but_the_model(env, tmp_path) -> None:
     garbage = tmp_path / "weights.pt"
     garbage.write_bytes(b"not a checkpoint")
     broken_model = {**env, "CLIP_ENABLED": "true", "CLIP_CHECKPOINT": str(garbage)}
     proc = vidx(broken_model, "health", "--skip-model", "--json", check=False)
     assert proc.returncode == 0, proc.stdout
-    assert [c["check"] for c in json.loads(proc.stdout)] == ["database", "broker"]
+    assert [c["check"] for c in json.loads(proc.stdout)] == ["database", "broker", "storage"]
 
 
 def test_health_loads_the_model_when_clip_is_on(env, tiny_clip_checkpoint) -> None:
@@ -110,9 +111,10 @@ def test_health_reports_each_failure_with_its_reason(env, tmp_path) -> None:
         "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/postgres",
         "CLIP_ENABLED": "true",
         "CLIP_CHECKPOINT": str(garbage),  # a local file: nothing is downloaded
+        "VIDX_SIDECAR_DIR": str(garbage),  # a file where the storage directory should be
     }
     proc = vidx(broken, "health", check=False)
     assert proc.returncode == 1
     lines = dict(line.split(None, 1) for line in proc.stdout.splitlines())
-    assert set(lines) == {"database", "broker", "model"}
+    assert set(lines) == {"database", "broker", "storage", "model"}
     assert all(text.startswith("FAILING") and len(text) > len("FAILING  ") for text in lines.values()), lines

@@ -10,6 +10,11 @@ longer than any legitimate run (hard time limit plus the longest retry
 countdown), or a slow job would be duplicated while still running. These
 delivery flags are set here and nowhere else.
 
+The broker is the one :func:`pipeline.core.config.broker_url` names, and only
+that one: Celery on its own prefers ``CELERY_BROKER_URL`` (and
+``CELERY_BROKER_READ_URL``/``_WRITE_URL``) from the environment over its
+configuration, which would drop ``VIDX_BROKER_PASSWORD`` (:class:`VidxCelery`).
+
 A dead run is found by its lease, not by the visibility timeout: every
 worker runs the reconciler on a timer (:class:`Reconciler`, a worker
 bootstep), which requeues videos whose lease expired.
@@ -23,13 +28,14 @@ import sys
 import threading
 from typing import Any
 
+from billiard.process import current_process
 from celery import Celery, bootsteps, signals
 
 from pipeline.core.config import Settings, broker_url, load_settings, redelivery_after_s
 from pipeline.core.log import get_logger
+from worker.broker import QUEUE
 from worker.logging import configure_worker_logging
 
-QUEUE = "vidx"
 # Guard against leaks (decoder buffers, torch caches): a child above this
 # resident size is replaced after its current task. CLIP ViT-B-32 on CPU is
 # about 1 GiB resident.
@@ -82,9 +88,53 @@ class Reconciler(bootsteps.StartStopStep):
                 return
 
 
-def make_app(settings: Settings) -> Celery:
+class VidxCelery(Celery):
+    """A Celery app whose every broker connection goes to the URL vidx decided.
+
+    Celery's ``conf.broker_url`` (and its read/write twins) is a property that
+    returns the environment's ``CELERY_BROKER_URL`` before any configuration.
+    Every connection Celery opens (worker consumer, publisher pool, banner)
+    asks :meth:`connection_for_read`, :meth:`connection_for_write` or
+    :meth:`connection` for it, so those three name the URL instead.
+    """
+
+    def __init__(self, main: str, *, broker: str, **kwargs: Any) -> None:
+        super().__init__(main, **kwargs)
+        self._broker = broker
+        self.conf.update(broker_url=broker, broker_read_url=broker, broker_write_url=broker)
+
+    @property
+    def broker(self) -> str:
+        """The URL every connection of this app goes to (may hold the password: never log it)."""
+        return self._broker
+
+    def use_broker(self, url: str) -> None:
+        """Publish to ``url`` from now on: the API may serve settings other than the environment's.
+
+        The next publish opens (or reuses) kombu's pool for the new URL.
+        """
+        if url == self._broker:
+            return
+        self._broker = url
+        self.conf.update(broker_url=url, broker_read_url=url, broker_write_url=url)
+        self._pool = None
+        self.amqp._producer_pool = None
+
+    def connection_for_read(self, url: str | None = None, **kwargs: Any) -> Any:
+        return super().connection_for_read(url or self._broker, **kwargs)
+
+    def connection_for_write(self, url: str | None = None, **kwargs: Any) -> Any:
+        return super().connection_for_write(url or self._broker, **kwargs)
+
+    def connection(self, hostname: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        return super().connection(hostname or self._broker, *args, **kwargs)
+
+    broker_connection = connection  # Celery's old alias, bound to its own method otherwise
+
+
+def make_app(settings: Settings) -> VidxCelery:
     """A Celery app configured from ``settings`` (no side effects beyond the app)."""
-    celery_app = Celery("vidx", broker=broker_url(settings), include=["worker.tasks"])
+    celery_app = VidxCelery("vidx", broker=broker_url(settings), include=["worker.tasks"])
     celery_app.conf.update(
         task_default_queue=QUEUE,
         task_serializer="json",
@@ -139,6 +189,22 @@ def cuda_device_count() -> int:
         return 0
 
 
+def claim_gpus() -> int:
+    """Before the pool forks: with CLIP on a GPU and no ``VIDX_WORKER_GPUS``, give the children every visible GPU.
+
+    Returns how many GPUs were found that way (0: none, CPU, or the operator
+    chose them), so ``vidx worker`` can run one child per GPU. The children
+    inherit this process's :data:`settings`.
+    """
+    global settings
+    if not settings.clip_enabled or settings.clip_device == "cpu" or settings.worker_gpus:
+        return 0
+    count = cuda_device_count()
+    if count:
+        settings = settings.with_overrides(worker_gpus=tuple(str(i) for i in range(count)))
+    return count
+
+
 def threads_per_child(concurrency: int, cores: int | None = None) -> int:
     """Each child's share of the cores, so children do not oversubscribe the CPU."""
     cores = cores or os.cpu_count() or 1
@@ -167,8 +233,6 @@ def _init_child(**_: Any) -> None:
     in this child, never in the parent.
     """
     global _child_settings
-    from billiard.process import current_process
-
     configure_worker_logging(settings)
     concurrency = _worker_concurrency or app.conf.worker_concurrency or os.cpu_count() or 1
     threads = settings.clip_cpu_threads or threads_per_child(concurrency)
@@ -182,9 +246,8 @@ def _init_child(**_: Any) -> None:
         cv2.setNumThreads(threads)
     except ImportError:  # pragma: no cover - opencv is a dependency
         pass
-    gpus = os.environ.get("VIDX_WORKER_GPUS")
+    gpus = settings.worker_gpus
     if settings.clip_device != "cpu" and gpus:
         # One child per GPU: pin this child to "its" GPU before torch sees CUDA.
         index = getattr(current_process(), "index", 0) or 0
-        visible = gpus.split(",")
-        os.environ["CUDA_VISIBLE_DEVICES"] = visible[index % len(visible)]
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]

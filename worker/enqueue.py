@@ -1,8 +1,10 @@
 """Queueing videos: one code path for ``vidx enqueue`` and the HTTP API.
 
 Both create (or reset) the video's row as ``queued``, bumping its
-generation, and then publish one Celery task per video; a broker outage
-marks the row ``failed`` with the reason (nothing waits for a lost message).
+generation, and then publish one Celery task per video to the broker their
+settings name (the one :func:`worker.broker.ping_broker` checks); a broker
+outage marks the row ``failed`` with the reason (nothing waits for a lost
+message).
 """
 
 from __future__ import annotations
@@ -12,8 +14,15 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from pipeline.core.config import Settings
+from kombu.exceptions import OperationalError as BrokerError
+
+from pipeline import store
+from pipeline.core.config import Settings, broker_url
 from pipeline.core.errors import TransientError
+from pipeline.intake.naming import canonical_source, video_id_for
+from pipeline.intake.sources import check_local_file, check_url, is_url
+from pipeline.store import videos
+from worker.broker import shown_broker
 
 
 def source_label(raw: str, settings: Settings) -> str:
@@ -22,21 +31,11 @@ def source_label(raw: str, settings: Settings) -> str:
     A URL whose scheme is not http(s), or whose host is a non-public IP
     literal (unless VIDX_ALLOW_PRIVATE_URLS), is refused here: nothing enqueued.
     """
-    from pipeline.intake.naming import canonical_source
-    from pipeline.intake.sources import check_local_file, check_url, is_url
-
     if is_url(raw, supported_only=False):
         check_url(raw, settings)
         return canonical_source(raw)
     check_local_file(Path(raw).expanduser())
     return canonical_source(raw)
-
-
-def safe_url(url: str) -> str:
-    """A service URL fit for messages: any password masked (pipeline.core.redaction)."""
-    from pipeline.core.redaction import redact_connection_url
-
-    return redact_connection_url(url)
 
 
 def enqueue_sources(settings: Settings, sources: Mapping[str, str], owner_id: UUID) -> list[dict[str, Any]]:
@@ -50,13 +49,11 @@ def enqueue_sources(settings: Settings, sources: Mapping[str, str], owner_id: UU
     :class:`TransientError` and marks that video ``failed`` with the reason,
     so no row waits for a message that was never sent.
     """
-    from kombu.exceptions import OperationalError as BrokerError
-
-    from pipeline import store
-    from pipeline.intake.naming import video_id_for
-    from pipeline.store import videos
+    # worker.app builds the Celery app from the environment on import: only publishing needs it.
+    from worker.app import app
     from worker.tasks import send_index_task
 
+    app.use_broker(broker_url(settings))  # the broker these settings name, as ping_broker checks it
     rows = []
     with store.connect(settings) as conn:
         for label, raw in sources.items():
@@ -69,25 +66,8 @@ def enqueue_sources(settings: Settings, sources: Mapping[str, str], owner_id: UU
                 task_id = send_index_task(video_id, owner_id, fetch_url=fetch_url)
             except BrokerError as exc:
                 # No message carries this request: say so in the row instead of leaving it queued forever.
-                reason = f"enqueue failed: broker unavailable ({safe_url(settings.celery_broker_url)}): {exc}"
+                reason = f"enqueue failed: broker unavailable ({shown_broker(settings)}): {exc}"
                 videos.fail_unclaimed(conn, video_id, reason[:2000])
                 raise TransientError(reason) from None
             rows.append({"video_id": str(video_id), "source": label, "task_id": task_id, "generation": generation})
     return rows
-
-
-def ping_broker(settings: Settings, timeout_s: float = 1.0) -> None:
-    """Raise :class:`TransientError` at once when the broker cannot be reached.
-
-    The API asks before it accepts an upload, so a client learns of an outage
-    in a second instead of after the publish retries.
-    """
-    import redis
-
-    client = redis.Redis.from_url(settings.celery_broker_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        raise TransientError(f"broker unavailable ({safe_url(settings.celery_broker_url)}): {exc}") from None
-    finally:
-        client.close()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pipeline.core.errors import ConfigError
 from pipeline.core.redaction import redact_connection_url
@@ -150,6 +151,18 @@ def recovery_bound_s(settings: Settings) -> float:
     return settings.lease_s + settings.reconcile_interval_s
 
 
+# The broker of the single-machine defaults, when CELERY_BROKER_URL is unset (DESIGN.md).
+DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+
+
+def _gpu_list(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated GPU indices or UUIDs, as CUDA_VISIBLE_DEVICES takes them."""
+    gpus = tuple(item.strip() for item in raw.split(","))
+    if not all(gpus):
+        raise ConfigError(name, raw, "comma-separated GPU indices, e.g. 0,1")
+    return gpus
+
+
 def _default_data_dir() -> Path:
     return Path.home() / ".vidx"
 
@@ -196,8 +209,10 @@ class Settings:
         None,
         "PostgreSQL with pgvector (unset: embedded server in VIDX_DATA_DIR).",
     )
-    celery_broker_url: str = _env(
-        "CELERY_BROKER_URL", _url("redis", "rediss"), "redis://localhost:6379/0", "Celery broker (Redis)."
+    celery_broker_url: str | None = _env(
+        "CELERY_BROKER_URL", _url("redis", "rediss"), None,
+        f"Celery broker (Redis). Unset: {DEFAULT_BROKER_URL}, optional there (vidx index needs no broker; "
+        "health reports a missing one as not configured).",
     )
     data_dir: Path = _env("VIDX_DATA_DIR", _path, None, "State directory (embedded database, default sidecars).")
     sidecar_dir: Path = _env(
@@ -261,6 +276,10 @@ class Settings:
         "VIDX_TASK_SOFT_TIME_LIMIT_S", _number(int, 1), 3600, "Soft time limit per video."
     )
     task_time_limit_s: int = _env("VIDX_TASK_TIME_LIMIT_S", _number(int, 1), 3900, "Hard time limit per video.")
+    worker_gpus: tuple[str, ...] | None = _env(
+        "VIDX_WORKER_GPUS", _gpu_list, None,
+        "GPUs of a `vidx worker`, one pool child pinned to each (unset with CLIP on CUDA: every visible GPU).",
+    )
     stale_after_s: int = _env(
         "VIDX_STALE_AFTER_S", _number(int, 1), 900,
         "Republish videos left queued this long with no news (a lost message); running ones use leases.",
@@ -351,6 +370,11 @@ class Settings:
                 f"at least VIDX_LEASE_S ({self.lease_s}) and VIDX_RECONCILE_INTERVAL_S ({self.reconcile_interval_s})",
             )
 
+    @property
+    def broker_configured(self) -> bool:
+        """CELERY_BROKER_URL is set: this deployment has a broker, and one that cannot be reached is a failure."""
+        return self.celery_broker_url is not None
+
     def decode_workers(self) -> int:
         """Decoding processes for one video: ``VIDX_DECODE_PROCESSES``, or one per usable CPU (at most 4)."""
         if self.decode_processes:
@@ -408,16 +432,15 @@ def describe_settings() -> list[tuple[str, str, str]]:
 
 
 def broker_url(settings: Settings) -> str:
-    """The broker URL to connect with: ``VIDX_BROKER_PASSWORD`` (when set) added as the Redis password.
+    """The one broker URL vidx connects with: workers, enqueue, the API and health alike.
 
-    Security (issue 10): the password can live in its own variable (a secret
-    store), so the URL that appears in messages never needs to hold it.
+    ``CELERY_BROKER_URL`` (or the default) with ``VIDX_BROKER_PASSWORD``, when
+    set, as the Redis password. Security (issue 10): the password can live in
+    its own variable (a secret store), so the configured URL never needs to hold it.
     """
-    url = settings.celery_broker_url
+    url = settings.celery_broker_url or DEFAULT_BROKER_URL
     if not settings.broker_password:
         return url
-    from urllib.parse import quote, urlsplit, urlunsplit
-
     parts = urlsplit(url)
     host = parts.netloc.rsplit("@", 1)[-1]
     user = quote(parts.username or "", safe="")

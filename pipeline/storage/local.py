@@ -151,6 +151,10 @@ class LocalStorage:
 
     # --- operations
     def probe(self) -> str:
+        """The directory exists (or can be made) and this process may write into it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise PermissionError(f"{self.root} is not writable by this process")
         return str(self.root)
 
 

@@ -18,8 +18,9 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.core.config import Settings
-from pipeline.core.errors import first_line
+from pipeline.core.errors import TransientError, first_line
 from pipeline.core.log import get_logger
+from worker.broker import ping_broker
 
 if TYPE_CHECKING:
     from worker.api.db import Database
@@ -64,16 +65,8 @@ class _StoreCollector(Collector):
 
 def _queue_depth(settings: Settings) -> int | None:
     try:
-        import redis
-
-        from worker.app import QUEUE
-
-        client = redis.Redis.from_url(settings.celery_broker_url, socket_connect_timeout=0.5, socket_timeout=0.5)
-        try:
-            return int(client.llen(QUEUE))
-        finally:
-            client.close()
-    except Exception:  # noqa: BLE001 -- no broker: the gauge is simply absent
+        return ping_broker(settings, timeout_s=0.5)
+    except TransientError:  # no broker: the gauge is simply absent
         return None
 
 

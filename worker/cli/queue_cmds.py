@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 import click
 
-if TYPE_CHECKING:
-    import psycopg
-
-from pipeline.core.config import Settings
-from pipeline.core.errors import first_line
+from pipeline import store
 from worker.cli.common import EXIT_FAILURE, EXIT_OK, get_settings, handle_errors, owner_option, print_json
-from worker.enqueue import enqueue_sources, safe_url, source_label
-
-
-def _connect(settings: Settings) -> psycopg.Connection:
-    from pipeline import store
-
-    return store.connect(settings)  # connection trouble arrives as TransientError
+from worker.enqueue import enqueue_sources, source_label
+from worker.health import health_report
 
 
 @click.command("enqueue")
@@ -59,19 +50,15 @@ def worker_command(celery_args: tuple[str, ...]) -> None:
     With CLIP on a GPU (CLIP_DEVICE=cuda/auto) and no --concurrency given,
     it runs one child process per GPU, each pinned to its own GPU.
     """
-    import os
-
     settings = get_settings()
-    from worker.app import app, cuda_device_count
+    # worker.app builds the Celery app from the environment on import: only this command runs it.
+    from worker.app import app, claim_gpus
 
     args = list(celery_args)
     has_concurrency = any(a in ("-c", "--concurrency") or a.startswith("--concurrency=") for a in args)
-    if settings.clip_enabled and settings.clip_device != "cpu" and "VIDX_WORKER_GPUS" not in os.environ:
-        gpus = cuda_device_count()
-        if gpus:
-            os.environ["VIDX_WORKER_GPUS"] = ",".join(str(i) for i in range(gpus))
-            if not has_concurrency:
-                args += ["--concurrency", str(gpus)]
+    gpus = claim_gpus()
+    if gpus and not has_concurrency:
+        args += ["--concurrency", str(gpus)]
     if not any(a in ("-l", "--loglevel") or a.startswith("--loglevel=") for a in args):
         args += ["--loglevel", settings.log_level.upper()]
     # --quiet: no banner on stdout, so every line the worker writes is a log record.
@@ -106,10 +93,8 @@ def status_command(video_ids: tuple[UUID, ...], limit: int, as_json: bool) -> No
 
     Exit 1 when a requested id is unknown.
     """
-    from pipeline import store
-
     settings = get_settings()
-    with _connect(settings) as conn:
+    with store.connect(settings) as conn:  # connection trouble arrives as TransientError
         found = [store.get_video(conn, vid) for vid in video_ids] if video_ids else store.list_videos(conn, limit=limit)
     missing = [str(vid) for vid, row in zip(video_ids, found, strict=True) if row is None] if video_ids else []
     rows = [r for r in found if r is not None]
@@ -123,59 +108,6 @@ def status_command(video_ids: tuple[UUID, ...], limit: int, as_json: bool) -> No
     sys.exit(EXIT_FAILURE if missing else EXIT_OK)
 
 
-def check_database(settings: Settings) -> str:
-    with _connect(settings) as conn:
-        conn.execute("SELECT 1").fetchone()
-        version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
-    if version is None:
-        raise RuntimeError("pgvector extension is not installed")
-    return f"pgvector {version[0]}"
-
-
-def check_broker(settings: Settings) -> str:
-    """The broker's queue depth; on the single-machine defaults (no CELERY_BROKER_URL) a missing broker is fine."""
-    import os
-
-    if not os.environ.get("CELERY_BROKER_URL", "").strip():
-        try:
-            return _ping_broker(settings)
-        except Exception:  # noqa: BLE001 - nothing configured it, nothing needs it
-            return "not configured (CELERY_BROKER_URL unset: vidx index needs no broker; workers do)"
-    return _ping_broker(settings)
-
-
-def _ping_broker(settings: Settings) -> str:
-    import redis
-
-    from pipeline.core.config import broker_url
-
-    client = redis.Redis.from_url(broker_url(settings), socket_connect_timeout=3, socket_timeout=3)
-    try:
-        client.ping()
-        from worker.app import QUEUE
-
-        return f"{safe_url(settings.celery_broker_url)}, {client.llen(QUEUE)} message(s) waiting"
-    finally:
-        client.close()
-
-
-def check_model(settings: Settings) -> str:
-    if not settings.clip_enabled:
-        return "CLIP disabled (CLIP_ENABLED=false)"
-    from pipeline.clip import get_model
-
-    model = get_model(settings)
-    dim = getattr(model, "embed_dim", None)
-    return f"{settings.clip_model_name} loaded" + (f" ({dim}-d)" if dim else "")
-
-
-def check_storage(settings: Settings) -> str:
-    """The configured storage answers (a bucket: it accepts the credentials)."""
-    from pipeline.storage import open_storage
-
-    return open_storage(settings).probe()
-
-
 @click.command("health")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 @click.option(
@@ -185,26 +117,17 @@ def check_storage(settings: Settings) -> str:
 )
 @handle_errors
 def health_command(as_json: bool, skip_model: bool) -> None:
-    """Check the database, the broker, object storage (when configured) and the CLIP model; exit 1 if any fails."""
-    settings = get_settings()
-    results = []
-    checks = [("database", check_database), ("broker", check_broker)]
-    if settings.storage_url:
-        checks.append(("storage", check_storage))
-    if not skip_model:
-        checks.append(("model", check_model))
-    for name, check in checks:
-        try:
-            detail = check(settings)
-            results.append({"check": name, "ok": True, "detail": detail})
-        except Exception as exc:  # noqa: BLE001 - each failure is reported, not raised
-            results.append({"check": name, "ok": False, "detail": first_line(exc)})
+    """Check the database, the broker, object storage (when configured) and the CLIP model; exit 1 if any fails.
+
+    The same report as ``/v1/health`` (worker.health), with the operator's details.
+    """
+    report = health_report(get_settings(), model=not skip_model)
     if as_json:
-        print_json(results)
+        print_json([{"check": c.name, "ok": c.ok, "status": c.status.value, "detail": c.detail} for c in report])
     else:
-        for r in results:
-            click.echo(f"{r['check']:<9} {'ok' if r['ok'] else 'FAILING'}  {r['detail']}")
-    sys.exit(EXIT_OK if all(r["ok"] for r in results) else EXIT_FAILURE)
+        for c in report:
+            click.echo(f"{c.name:<9} {'ok' if c.ok else 'FAILING'}  {c.detail}")
+    sys.exit(EXIT_OK if all(c.ok for c in report) else EXIT_FAILURE)
 
 
 def register(cli: click.Group) -> None:

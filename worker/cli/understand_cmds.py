@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -174,7 +173,7 @@ def reembed_command(owner: UUID | None, video_id: UUID | None, all_owners: bool,
 
             owned_video(conn, video_id, owner)  # another owner's video: not found
         todo = videos_to_reembed(conn, identity, owner_id=owner, video_id=video_id)
-    queued = bool(os.environ.get("CELERY_BROKER_URL", "").strip()) and not local
+    queued = settings.broker_configured and not local
     outcome: dict[str, Any] = {"model": identity, "videos": len(todo), "mode": "celery" if queued else "local"}
     if queued:
         from worker.tasks import send_reembed_task

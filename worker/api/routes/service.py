@@ -1,7 +1,9 @@
-"""Unauthenticated service endpoints: liveness, health (database, broker, model), metrics.
+"""Unauthenticated service endpoints: liveness, health, metrics.
 
-Health details are generic ("unreachable"): host names and error texts go to
-the log, not to anyone who can reach the port.
+Health is the report ``vidx health`` prints (worker.health: database, broker,
+storage when configured, model), so the two always agree. Its details here
+are the public ones ("unavailable"): host names and error texts go to the
+log, not to anyone who can reach the port.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from pipeline.core.errors import first_line
 from pipeline.core.log import get_logger
 from worker.api.context import ApiContext, get_context
-from worker.enqueue import ping_broker
+from worker.health import health_report
 
 log = get_logger("vidx.api")
+# The API's probe answers quickly: a load balancer's health request has a short deadline of its own.
+BROKER_TIMEOUT_S = 1.0
 router = APIRouter(tags=["service"])
 
 
@@ -27,42 +30,19 @@ def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def _check_database(ctx: ApiContext) -> str:
-    with ctx.db.connection() as conn:
-        row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
-    if row is None:
-        raise RuntimeError("pgvector extension is not installed")
-    return f"pgvector {row[0]}"
-
-
-def _check_broker(ctx: ApiContext) -> str:
-    ping_broker(ctx.settings)
-    return "reachable"
-
-
-def _check_model(ctx: ApiContext) -> str:
-    if not ctx.settings.clip_enabled:
-        raise RuntimeError("CLIP is disabled (CLIP_ENABLED=false): text and image search are unavailable")
-    from pipeline.clip import get_model
-
-    get_model(ctx.settings)
-    return f"{ctx.settings.clip_model_name} loaded"
-
-
-def _run_checks(ctx: ApiContext) -> dict[str, Any]:
+def _report(ctx: ApiContext) -> dict[str, Any]:
+    """The one health report (worker.health), shown with its public details; the reasons go to the log."""
     checks: dict[str, Any] = {}
-    for name, check in (("database", _check_database), ("broker", _check_broker), ("model", _check_model)):
-        try:
-            checks[name] = {"ok": True, "detail": check(ctx)}
-        except Exception as exc:  # noqa: BLE001 -- every failing check is reported, none raised
-            log.warning("api_health_check_failed", check=name, error=first_line(exc))
-            checks[name] = {"ok": False, "detail": "unavailable"}
+    for check in health_report(ctx.settings, connect=ctx.db.connection, broker_timeout_s=BROKER_TIMEOUT_S):
+        if not check.ok:
+            log.warning("api_health_check_failed", check=check.name, error=check.detail)
+        checks[check.name] = {"ok": check.ok, "status": check.status.value, "detail": check.public}
     return checks
 
 
-@router.get("/v1/health", summary="Health of the database, the broker and the CLIP model")
+@router.get("/v1/health", summary="Health of the database, the broker, object storage and the CLIP model")
 async def health(request: Request) -> JSONResponse:
-    checks = await run_in_threadpool(_run_checks, get_context(request))
+    checks = await run_in_threadpool(_report, get_context(request))
     ok = all(c["ok"] for c in checks.values())
     return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks}, status_code=200 if ok else 503)
 

@@ -22,7 +22,8 @@ from worker.api.errors import ApiError, not_found
 from worker.api.presenters import scene_json, video_json
 from worker.api.routes import parse_id
 from worker.api.uploads import discard, new_upload_dir, safe_filename, save_body
-from worker.enqueue import enqueue_sources, ping_broker, source_label
+from worker.broker import ping_broker
+from worker.enqueue import enqueue_sources, source_label
 
 log = get_logger("vidx.api")
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
