@@ -90,7 +90,7 @@ def tiny_checkpoint(directory: Path) -> Path:
 
 def load_scenes(settings, n_scenes: int, n_videos: int) -> list[uuid.UUID]:
     from pipeline.clip.identity import model_identity
-    from pipeline.core.types import ProbeResult, SceneRecord
+    from pipeline.core.types import FrameQuality, ProbeResult, SceneRecord
     from pipeline.store.scene_reads import list_scenes
 
     rng = np.random.default_rng(0)
@@ -104,9 +104,9 @@ def load_scenes(settings, n_scenes: int, n_videos: int) -> list[uuid.UUID]:
             video_id = uuid.uuid5(OWNER, f"bench-{v}")
             records = [
                 SceneRecord(
-                    scene_index=i, start_frame=i * 25, end_frame=i * 25 + 24, start_s=float(i), end_s=i + 1.0,
+                    index=i, start_frame=i * 25, end_frame=i * 25 + 24, start_s=float(i), end_s=i + 1.0,
                     best_frame=i * 25 + 12, best_time_s=i + 0.5, frame_path=f"/nonexistent/scene_{i:05d}.jpg",
-                    frame_quality={"quality_score": 0.8}, embedding=vectors[v * per_video + i].tolist(),
+                    frame_quality=FrameQuality(0.8, 0.8, 0.8, 0.8, 0.8), embedding=vectors[v * per_video + i].tolist(),
                     visual_clip_metadata={"model_name": MODEL_NAME, "inference_time_ms": 1.0, "error": None},
                     embedding_model=identity,
                 )

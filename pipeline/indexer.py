@@ -98,7 +98,7 @@ def _best_frame_record(
     frames = write_scene_frames(ranked, span.index, name, staging.path, settings.frames_per_scene, write_jpeg)
     return SceneRecord(
         frames=frames,
-        scene_index=span.index,
+        index=span.index,
         start_frame=span.start_frame,
         end_frame=span.end_frame,
         start_s=span.start_s,
@@ -106,7 +106,7 @@ def _best_frame_record(
         best_frame=best.frame,
         best_time_s=best.time_s,
         frame_path=str(staging.final_path(name)),
-        frame_quality=quality.to_json(),
+        frame_quality=quality,
         embedding=None,
         visual_clip_metadata={},
     )

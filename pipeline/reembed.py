@@ -15,7 +15,7 @@ recomputed with the new vectors.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -26,6 +26,7 @@ from psycopg.types.json import Jsonb
 
 from pipeline.core.config import Settings
 from pipeline.core.log import get_logger
+from pipeline.core.scene_schema import frame_from_json, record_from_row, scene_json
 from pipeline.core.types import SceneRecord
 from pipeline.storage import VideoStorage, open_storage
 from pipeline.storage.sidecar import SIDECAR_NAME, sidecar_bytes
@@ -131,13 +132,9 @@ def _records(rows: list[dict[str, Any]], sidecar: dict[str, Any] | None) -> list
     for row in rows:
         frames = listed.get(row["scene_index"])
         if frames and isinstance(frames, list):
-            frames = [{**frame, "embedding": None} for frame in frames if isinstance(frame, dict) and frame.get("path")]
-        records.append(SceneRecord(
-            scene_index=row["scene_index"], start_frame=row["start_frame"], end_frame=row["end_frame"],
-            start_s=row["start_s"], end_s=row["end_s"], best_frame=row["best_frame"], best_time_s=row["best_time_s"],
-            frame_path=row["frame_path"], frame_quality=row["frame_quality"] or {}, embedding=None,
-            visual_clip_metadata={}, frames=frames or None,
-        ))
+            frames = [replace(frame_from_json(f), embedding=None) for f in frames
+                      if isinstance(f, dict) and {"frame", "time_s", "path"} <= f.keys()]
+        records.append(record_from_row(row, frames=frames or None))
     return records
 
 
@@ -194,19 +191,12 @@ def _update_sidecar(
     document = _sidecar(frames_dir, video_id)
     if document is None:
         return
-    by_index = {r.scene_index: r for r in records}
-    for scene in document.get("scenes", []):
+    by_index = {r.index: r for r in records}
+    scenes = document.get("scenes", [])
+    for position, scene in enumerate(scenes):
         record = by_index.get(scene.get("index"))
-        if record is None:
-            continue
-        scene["embedding_visual_clip"] = record.embedding
-        scene["visual_clip_metadata"] = record.visual_clip_metadata
-        for key in ("labels", "description", "frames"):
-            scene.pop(key, None)
-        if record.labels is not None:
-            scene["labels"], scene["description"] = record.labels, record.description
-        if record.frames:
-            scene["frames"] = record.frames
+        if record is not None:
+            scenes[position] = scene_json(record)
     try:
         storage.write_beside(frame_path, SIDECAR_NAME, sidecar_bytes(document))
     except OSError as exc:

@@ -40,9 +40,10 @@ import json, sys
 [video] = json.load(open(sys.argv[1]))
 print(f"video {video['video_id']}: {len(video['scenes'])} scenes -> {video['sidecar']}")
 for s in video["scenes"]:
-    state = "embedded" if s["embedded"] else f"no embedding ({s['embedding_error']})"
-    print(f"  scene {s['index']}: {s['start_s']:6.2f}-{s['end_s']:6.2f}s  best frame @{s['best_frame_time_s']:.2f}s"
-          f"  quality {s['quality_score']:.2f}  {state}")
+    state = "embedded" if s["embedded"] else f"no embedding ({s['visual_clip_metadata']['error']})"
+    best = s["best_frame"]
+    print(f"  scene {s['index']}: {s['start_s']:6.2f}-{s['end_s']:6.2f}s  best frame @{best['time_s']:.2f}s"
+          f"  quality {best['quality']['quality_score']:.2f}  {state}")
 PYEOF
 frame=$($PY -c "import json,sys; v=json.load(open(sys.argv[1]))[0]; print(v['scenes'][2]['frame_path'])" "$demo/index.json")
 # A copy outside the sidecar: frame_path names one published version, which re-indexing replaces.

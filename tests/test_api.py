@@ -196,7 +196,7 @@ def test_video_status_and_scenes(api_world: ApiWorld) -> None:
     assert video["status"] == "done" and video["progress"] == 1.0 and video["scene_count"] == 3
     assert video["source"] == api_world.video.name  # a local path is shown by name only
     scenes = client.get(f"/v1/videos/{a.video_id}/scenes", headers=a.headers).json()["scenes"]
-    assert [s["scene_index"] for s in scenes] == [0, 1, 2]
+    assert [s["index"] for s in scenes] == [0, 1, 2]
 
 
 def test_bad_query_images_are_refused_clearly(api_world: ApiWorld, tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ def test_search_by_scene_json_and_table(db_settings) -> None:
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [r["rank"] for r in rows] == [1, 2, 3]
-    assert rows[0]["scene_index"] == 1 and rows[0]["similarity"] > 0.9
+    assert rows[0]["index"] == 1 and rows[0]["similarity"] > 0.9
     assert rows[0]["source"] == "/v/a.mp4" and rows[0]["video_id"] == str(video_id)
     assert rows[0]["frame_path"] == "scene_0001.jpg" and rows[0]["start_s"] == 1.0 and rows[0]["end_s"] == 2.0
 
@@ -112,12 +112,12 @@ def test_search_by_text_and_image_with_the_real_model(db_settings, clip_env, tmp
     by_text = vidx("search", "--text", "a red car at night", "--owner", str(OWNER), "--threshold", "-1", "--json")
     assert by_text.exit_code == 0, by_text.output
     top = json.loads(by_text.stdout)[0]
-    assert top["scene_index"] == 2 and top["similarity"] == pytest.approx(1.0, abs=1e-4)
+    assert top["index"] == 2 and top["similarity"] == pytest.approx(1.0, abs=1e-4)
 
     by_image = vidx("search", "--image", str(image), "--owner", str(OWNER), "--json")
     assert by_image.exit_code == 0, by_image.output
     top = json.loads(by_image.stdout)[0]
-    assert top["scene_index"] == 3 and top["similarity"] == pytest.approx(1.0, abs=1e-4)
+    assert top["index"] == 3 and top["similarity"] == pytest.approx(1.0, abs=1e-4)
 
 
 def test_stats_json_and_table(db_settings) -> None:

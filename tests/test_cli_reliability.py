@@ -54,7 +54,8 @@ def test_abandoned_inference_still_exits_with_the_commands_code(three_scene_vide
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "terminate called" not in proc.stderr
     [video] = json.loads(proc.stdout)
-    assert all(s["embedding_error"] and s["embedding_error"].startswith("Timeout after") for s in video["scenes"])
+    errors = [s["visual_clip_metadata"]["error"] for s in video["scenes"]]
+    assert all(e and e.startswith("Timeout after") for e in errors)
 
 
 def test_index_counts_the_attempt_and_shows_ids_and_probe_time(three_scene_video: Path, db_settings) -> None:

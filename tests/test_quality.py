@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline.core.scene_schema import quality_json
 from pipeline.core.types import Candidate, FrameQuality
 from pipeline.frames.quality import pick_best, score_frame
 from tests.videogen import SOURCES
@@ -126,7 +127,7 @@ def test_components_in_range_and_json(frames: dict[str, np.ndarray]) -> None:
                       quality.colorfulness):
             assert 0.0 <= value <= 1.0, name
         assert quality.rejected is None, (name, quality)
-        data = quality.to_json()
+        data = quality_json(quality)
         assert {"quality_score", "sharpness", "laplacian_var", "mean_luma", "clipped_highlights"} <= set(data)
 
 

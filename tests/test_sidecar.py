@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.types import ProbeResult, SceneRecord
+from pipeline.core.types import FrameQuality, ProbeResult, SceneRecord
 from pipeline.storage.local import LocalStaging, LocalStorage, version_dir
 from pipeline.storage.sidecar import SIDECAR_NAME, build_sidecar, read_sidecar, write_json_atomic
 from tests.fixtures.media import sidecar_entries
@@ -15,9 +15,9 @@ from tests.fixtures.media import sidecar_entries
 
 def _record(i: int) -> SceneRecord:
     return SceneRecord(
-        scene_index=i, start_frame=i * 10, end_frame=i * 10 + 9, start_s=i * 0.4, end_s=(i + 1) * 0.4,
+        index=i, start_frame=i * 10, end_frame=i * 10 + 9, start_s=i * 0.4, end_s=(i + 1) * 0.4,
         best_frame=i * 10 + 5, best_time_s=i * 0.4 + 0.2, frame_path=f"/x/scene_{i:04d}.jpg",
-        frame_quality={"quality_score": 0.5}, embedding=None, visual_clip_metadata={"error": "disabled"},
+        frame_quality=FrameQuality(0.5, 0.5, 0.5, 0.5, 0.5), embedding=None, visual_clip_metadata={"error": "disabled"},
     )
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from pipeline import store
 from pipeline.core.errors import BadInputError, ProcessingError
+from pipeline.core.types import FrameQuality
 from tests.fixtures.database import probe_result, scene_records, unit_vectors
 
 OWNER = uuid.UUID("11111111-1111-1111-1111-111111111111")
@@ -180,11 +181,12 @@ def test_readers_never_see_half_a_video(db_conn, db_settings) -> None:
 def test_non_finite_json_metadata_is_stored_as_null(db_conn) -> None:
     video_id = uuid.uuid4()
     records = scene_records(unit_vectors(1))
-    records[0].frame_quality = {"quality_score": float("nan"), "sharpness": float("inf"), "ok": 1.0}
+    records[0].frame_quality = FrameQuality(quality_score=float("nan"), sharpness=float("inf"), exposure=1.0,
+                                            contrast=1.0, colorfulness=1.0, extra={"ok": 1.0})
     store.replace_scenes(db_conn, video_id=video_id, owner_id=OWNER, source="g.mp4", probe=probe_result(),
                          scenes=records)
     quality = db_conn.execute("SELECT frame_quality FROM scenes WHERE video_id = %s", (video_id,)).fetchone()[0]
-    assert quality == {"quality_score": None, "sharpness": None, "ok": 1.0}
+    assert {k: quality[k] for k in ("quality_score", "sharpness", "ok")} == {"quality_score": None, "sharpness": None, "ok": 1.0}
     assert not any(isinstance(v, float) and math.isnan(v) for v in quality.values())
 
 

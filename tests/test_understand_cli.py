@@ -75,7 +75,7 @@ def test_show_lists_scenes_with_ids_labels_and_descriptions(
     assert shown.exit_code == 0, shown.output
     data = json.loads(shown.stdout)
     assert data["owner_id"] == str(OWNER) and data["status"] == "done"
-    assert [s["scene_index"] for s in data["scenes"]] == [0, 1, 2]
+    assert [s["index"] for s in data["scenes"]] == [0, 1, 2]
     for scene, record in zip(data["scenes"], result.scenes, strict=True):
         uuid.UUID(scene["scene_id"])
         assert scene["labels"] == record.labels and scene["description"] == record.description
@@ -196,7 +196,7 @@ def test_reembed_runs_as_celery_tasks_with_a_broker(
     records = scene_records(vectors, model="old-model/x")
     for record in records:  # real frame files for the worker to read
         path = frames / record.frame_path
-        Image.new("RGB", (64, 36), (40 * record.scene_index, 90, 160)).save(path)
+        Image.new("RGB", (64, 36), (40 * record.index, 90, 160)).save(path)
         record.frame_path = str(path)
     with store.connect(db_settings) as conn:
         store.replace_scenes(conn, video_id=vid, owner_id=OWNER, source="/v/q.mp4", probe=probe_result(75),

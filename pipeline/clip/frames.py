@@ -21,7 +21,7 @@ BATCH_SIZE = 16  # scenes per forward pass
 
 @dataclass(frozen=True)
 class FrameToEmbed:
-    """A scene's best frame: its JPEG and its quality (``FrameQuality.to_json()``).
+    """A scene's best frame: its JPEG and its quality (``scene_schema.quality_json``).
 
     ``label`` is what ``visual_clip_metadata.frame_path`` records (e.g. the
     sidecar-relative ``scene_0000.jpg``); default ``str(path)``.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -100,11 +100,19 @@ class FrameQuality:
     rejected: str | None = None
     extra: dict[str, float] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        extra = data.pop("extra")
-        data.update(extra)
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in data.items()}
+
+@dataclass
+class SceneFrame:
+    """One of a scene's embedded frames (``VIDX_FRAMES_PER_SCENE`` > 1): a JPEG beside the sidecar.
+
+    ``embedding`` is this frame's own vector, filled in once the frames are embedded.
+    """
+
+    frame: int
+    time_s: float
+    path: str  # file name inside the sidecar directory
+    quality: FrameQuality
+    embedding: list[float] | None = None
 
 
 @dataclass
@@ -117,9 +125,12 @@ class EmbeddingResult:
 
 @dataclass
 class SceneRecord:
-    """One indexed scene as the sidecar and the ``scenes`` table hold it."""
+    """One indexed scene as the sidecar and the ``scenes`` table hold it.
 
-    scene_index: int
+    Serialised only by :mod:`pipeline.core.scene_schema` (sidecar, ``--json`` and API alike).
+    """
+
+    index: int
     start_frame: int
     end_frame: int
     start_s: float
@@ -127,7 +138,7 @@ class SceneRecord:
     best_frame: int
     best_time_s: float
     frame_path: str
-    frame_quality: dict[str, Any]
+    frame_quality: FrameQuality
     embedding: list[float] | None
     visual_clip_metadata: dict[str, Any]
     # Which model made ``embedding`` (pipeline/clip/identity.py); None when there is none.
@@ -136,6 +147,5 @@ class SceneRecord:
     labels: list[dict[str, Any]] | None = None
     # A short phrase ranked from vocabularies (not a caption); None when not computed.
     description: str | None = None
-    # With VIDX_FRAMES_PER_SCENE > 1: the embedded frames, best first, each
-    # {"frame", "time_s", "path" (file name beside the sidecar), "quality", "embedding"}; None otherwise.
-    frames: list[dict[str, Any]] | None = None
+    # With VIDX_FRAMES_PER_SCENE > 1: the embedded frames, best first; None otherwise.
+    frames: list[SceneFrame] | None = None

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from pipeline.clip.frames import FrameToEmbed
 from pipeline.core.config import Settings
-from pipeline.core.types import Candidate, EmbeddingResult, FrameQuality, SceneRecord
+from pipeline.core.scene_schema import quality_json
+from pipeline.core.types import Candidate, EmbeddingResult, FrameQuality, SceneFrame, SceneRecord
 
 WriteJpeg = Callable[[Path, np.ndarray], None]
 
@@ -54,7 +54,7 @@ def write_scene_frames(
     directory: Path,
     count: int,
     write_jpeg: WriteJpeg,
-) -> list[dict[str, Any]] | None:
+) -> list[SceneFrame] | None:
     """Write the extra frames' JPEGs; the scene's ``frames`` list (best first), or None when ``count`` is 1."""
     if count <= 1:
         return None
@@ -63,22 +63,21 @@ def write_scene_frames(
         name = best_name if rank == 0 else extra_frame_filename(scene_index, rank)
         if rank:
             write_jpeg(directory / name, candidate.image)
-        frames.append({"frame": candidate.frame, "time_s": round(candidate.time_s, 4), "path": name,
-                       "quality": quality.to_json(), "embedding": None})
+        frames.append(SceneFrame(frame=candidate.frame, time_s=candidate.time_s, path=name, quality=quality))
     return frames
 
 
 def frame_names(record: SceneRecord) -> list[str]:
     """The file names of the frames a scene embeds (its best frame alone unless it lists ``frames``)."""
     if record.frames:
-        return [str(frame["path"]) for frame in record.frames]
+        return [frame.path for frame in record.frames]
     return [Path(record.frame_path).name]
 
 
 def frames_to_embed(record: SceneRecord, frames_dir: Path) -> list[FrameToEmbed]:
     """The frames a scene embeds, in order: its best frame alone unless it lists ``frames``."""
-    qualities = [f.get("quality") or {} for f in record.frames] if record.frames else [record.frame_quality]
-    return [FrameToEmbed(Path(frames_dir) / name, quality)
+    qualities = [f.quality for f in record.frames] if record.frames else [record.frame_quality]
+    return [FrameToEmbed(Path(frames_dir) / name, quality_json(quality))
             for name, quality in zip(frame_names(record), qualities, strict=True)]
 
 
@@ -87,7 +86,7 @@ def scene_results(
 ) -> list[EmbeddingResult]:
     """One result per scene from the flat per-frame ``results`` (in :func:`frames_to_embed` order).
 
-    Each listed frame's vector is stored in ``record.frames[i]["embedding"]``; a
+    Each listed frame's vector is stored in ``record.frames[i].embedding``; a
     scene with several frames gets their pooled mean.
     """
     out: list[EmbeddingResult] = []
@@ -98,7 +97,7 @@ def scene_results(
         position += count
         if record.frames:
             for frame, result in zip(record.frames, frame_results, strict=True):
-                frame["embedding"] = result.vector
+                frame.embedding = result.vector
             out.append(pool(frame_results, normalize=settings.clip_normalize))
         else:
             out.append(frame_results[0])

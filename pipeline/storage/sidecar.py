@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from pipeline.core.scene_schema import SCHEMA_VERSION, scene_json
 from pipeline.core.types import ProbeResult, SceneRecord
 
-SCHEMA_VERSION = 1
 SIDECAR_NAME = "sidecar.json"
 
 
@@ -34,45 +34,16 @@ def build_sidecar(
     scenes: list[SceneRecord],
     timing_ms: dict[str, float],
 ) -> dict[str, Any]:
-    """The sidecar document in the contract's shape (schema_version 1)."""
+    """The sidecar document in the contract's shape; each scene as :func:`scene_schema.scene_json` makes it."""
     return {
         "schema_version": SCHEMA_VERSION,
         "video_id": str(video_id),
         "owner_id": str(owner_id),
         "source": source,
         "probe": probe.to_json(),
-        "scenes": [
-            {
-                "index": s.scene_index,
-                "start_frame": s.start_frame,
-                "end_frame": s.end_frame,
-                "start_s": round(s.start_s, 4),
-                "end_s": round(s.end_s, 4),
-                "best_frame": {
-                    "frame": s.best_frame,
-                    "time_s": round(s.best_time_s, 4),
-                    "path": Path(s.frame_path).name,
-                    "quality": s.frame_quality,
-                },
-                "embedding_visual_clip": s.embedding,
-                "visual_clip_metadata": s.visual_clip_metadata,
-                **_understanding(s),
-            }
-            for s in scenes
-        ],
+        "scenes": [scene_json(s) for s in scenes],
         "timing": {k: round(v, 1) for k, v in timing_ms.items()},
     }
-
-
-def _understanding(scene: SceneRecord) -> dict[str, Any]:
-    """Issue 14's optional scene keys: ``labels`` + ``description`` when computed, ``frames`` when several."""
-    extra: dict[str, Any] = {}
-    if scene.labels is not None:
-        extra["labels"] = scene.labels
-        extra["description"] = scene.description
-    if scene.frames:
-        extra["frames"] = scene.frames
-    return extra
 
 
 def write_file_atomic(path: Path, data: bytes) -> None:

@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 
 _SCENE_COLUMNS = """
     s.id, s.video_id, s.owner_id, s.scene_index, s.start_s, s.end_s, s.start_frame, s.end_frame,
-    s.best_time_s, s.frame_path, s.frame_quality, s.labels, s.description, s.embedding_model,
+    s.best_frame, s.best_time_s, s.frame_path, s.frame_quality, s.labels, s.description, s.embedding_model,
     (s.embedding_visual_clip IS NOT NULL) AS embedded, s.visual_clip_metadata->>'error' AS embedding_error,
     v.source
 """

@@ -12,6 +12,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from pipeline.core.errors import BadInputError, ProcessingError
+from pipeline.core.scene_schema import quality_json
 from pipeline.core.types import EMBEDDING_DIM, ProbeResult, SceneRecord
 from pipeline.store import videos
 from pipeline.store.videos import Lease, RunEnd
@@ -67,17 +68,17 @@ def embedding_array(embedding: Sequence[float] | np.ndarray | None, what: str = 
 def _rows(video_id: UUID, owner_id: UUID, scenes: Sequence[SceneRecord]):
     seen: set[int] = set()
     for scene in scenes:
-        if scene.scene_index in seen:
-            raise ProcessingError(f"scene index {scene.scene_index} appears twice for video {video_id}")
-        seen.add(scene.scene_index)
+        if scene.index in seen:
+            raise ProcessingError(f"scene index {scene.index} appears twice for video {video_id}")
+        seen.add(scene.index)
         try:
-            vector = embedding_array(scene.embedding, f"scene {scene.scene_index}'s embedding")
+            vector = embedding_array(scene.embedding, f"scene {scene.index}'s embedding")
         except BadInputError as exc:
             raise ProcessingError(str(exc)) from None
         yield (  # plain Python types: binary COPY is strict (no numpy scalars, no Path)
             video_id,
             owner_id,
-            int(scene.scene_index),
+            int(scene.index),
             int(scene.start_frame),
             int(scene.end_frame),
             float(scene.start_s),
@@ -85,7 +86,7 @@ def _rows(video_id: UUID, owner_id: UUID, scenes: Sequence[SceneRecord]):
             None if scene.best_frame is None else int(scene.best_frame),
             None if scene.best_time_s is None else float(scene.best_time_s),
             None if scene.frame_path is None else str(scene.frame_path),
-            Jsonb(_json_safe(scene.frame_quality)),
+            Jsonb(_json_safe(quality_json(scene.frame_quality))),
             vector,
             Jsonb(_json_safe(scene.visual_clip_metadata)),
             scene.embedding_model if vector is not None else None,

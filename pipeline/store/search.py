@@ -25,7 +25,8 @@ class SceneNotFound(BadInputError):
 
 _RESULT_COLUMNS = """
     r.id, r.video_id, r.scene_index, r.start_s, r.end_s, r.frame_path, r.similarity,
-    v.source, s.best_time_s, s.visual_clip_metadata, s.embedding_model, s.labels, s.description
+    v.source, s.start_frame, s.end_frame, s.best_frame, s.best_time_s, s.frame_quality, s.visual_clip_metadata,
+    s.embedding_model, s.labels, s.description
 """
 
 
@@ -73,8 +74,9 @@ def search_by_embedding(
     here. ``label`` keeps only scenes carrying that zero-shot label.
 
     Each dict: id (scene), video_id, scene_index, start_s, end_s, frame_path,
-    similarity, plus source (the video's), best_time_s, visual_clip_metadata,
-    embedding_model, labels and description.
+    similarity, plus source (the video's), start_frame, end_frame, best_frame,
+    best_time_s, frame_quality, visual_clip_metadata, embedding_model, labels and
+    description (what :func:`pipeline.core.scene_schema.record_from_row` reads).
     """
     _check(owner_id, threshold, limit)
     vector = embedding_array(embedding, "query embedding")

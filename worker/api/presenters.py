@@ -7,6 +7,7 @@ from pathlib import PurePath
 from typing import Any
 from urllib.parse import urlsplit
 
+from pipeline.core import scene_schema
 from pipeline.core.config import Settings
 from pipeline.core.redaction import redact_url
 from pipeline.storage import open_storage
@@ -64,23 +65,19 @@ def video_json(row: dict[str, Any], settings: Settings) -> dict[str, Any]:
 
 
 def scene_json(row: dict[str, Any]) -> dict[str, Any]:
-    """A scene (from a search result or a scene read); ``similarity`` only for search results."""
-    best = row.get("best_time_s")
+    """A scene row as the sidecar's scene object (no vector, no ``visual_clip_metadata``: it holds server
+    paths) plus what the API adds: ids, the video's name, a timecode, links; ``similarity`` for search results."""
+    record = scene_schema.record_from_row(row)
     out = {
         "scene_id": str(row["id"]),
         "video_id": str(row["video_id"]),
         "video_name": video_name(row["source"]),
-        "scene_index": row["scene_index"],
-        "start_s": round(float(row["start_s"]), 3),
-        "end_s": round(float(row["end_s"]), 3),
-        "best_time_s": None if best is None else round(float(best), 3),
-        "timecode": timecode(best if best is not None else row["start_s"]),
-        "labels": row.get("labels") or [],
-        "description": row.get("description"),
+        **scene_schema.scene_json(record, vectors=False, clip_metadata=False),
+        "timecode": timecode(record.best_time_s if record.best_time_s is not None else record.start_s),
         "embedding_model": row.get("embedding_model"),
         "frame_url": f"/v1/scenes/{row['id']}/frame.jpg",
         "similar_url": f"/v1/scenes/{row['id']}/similar",
     }
     if "similarity" in row:
-        out["similarity"] = round(float(row["similarity"]), 4)
+        out["similarity"] = scene_schema.score(row["similarity"])
     return out

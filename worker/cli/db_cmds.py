@@ -8,6 +8,7 @@ from uuid import UUID
 
 import click
 
+from pipeline.core.scene_schema import record_from_row, scene_json, score
 from worker.cli.common import get_settings, handle_errors, owner_option, print_json
 
 # CLIP cosine similarities live in different ranges: text-to-image ~0.2-0.35
@@ -82,22 +83,16 @@ def _format_time(seconds: float) -> str:
 
 
 def _result_json(rank: int, row: dict[str, Any]) -> dict[str, Any]:
-    metadata = row.get("visual_clip_metadata") or {}
+    """A search result: the scene object (no vector) plus its rank, ids, video, similarity, file and model."""
     return {
         "rank": rank,
         "scene_id": str(row["id"]),
         "video_id": str(row["video_id"]),
         "source": row["source"],
-        "scene_index": row["scene_index"],
-        "start_s": round(row["start_s"], 3),
-        "end_s": round(row["end_s"], 3),
-        "best_time_s": None if row.get("best_time_s") is None else round(row["best_time_s"], 3),
-        "similarity": round(row["similarity"], 4),
+        **scene_json(record_from_row(row), vectors=False),
+        "similarity": score(row["similarity"]),
         "frame_path": row["frame_path"],
-        "model_name": metadata.get("model_name"),
         "embedding_model": row.get("embedding_model"),
-        "labels": row.get("labels"),
-        "description": row.get("description"),
     }
 
 
@@ -167,7 +162,7 @@ def search_command(
     click.echo(f"{'#':>3}  {'similarity':>10}  {'time':>19}  video / frame")
     for r in results:
         span = f"{_format_time(r['start_s'])}-{_format_time(r['end_s'])}"
-        click.echo(f"{r['rank']:>3}  {r['similarity']:>10.4f}  {span:>19}  {r['source']}  (scene {r['scene_index']})")
+        click.echo(f"{r['rank']:>3}  {r['similarity']:>10.4f}  {span:>19}  {r['source']}  (scene {r['index']})")
         click.echo(f"{'':>36}{r['frame_path'] or '-'}")
 
 

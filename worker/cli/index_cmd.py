@@ -12,6 +12,7 @@ import click
 from pipeline.core.config import Settings
 from pipeline.core.errors import BadInputError, ProcessingError, VidxError, one_line
 from pipeline.core.log import get_logger
+from pipeline.core.scene_schema import scene_json
 from pipeline.core.types import ProbeResult
 from pipeline.indexer import IndexResult, index_video
 from pipeline.intake.naming import canonical_source, video_id_for
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 
 def summarize(result: IndexResult, scene_ids: dict[int, UUID] | None = None) -> dict[str, Any]:
-    """The ``--json`` view of one indexed video (embeddings left out: see the sidecar)."""
+    """The ``--json`` view of one indexed video: each scene the sidecar's (embeddings left out), plus its ids."""
     scene_ids = scene_ids or {}
     return {
         "video_id": str(result.video_id),
@@ -44,17 +45,11 @@ def summarize(result: IndexResult, scene_ids: dict[int, UUID] | None = None) -> 
         "probe": result.probe.to_json(),
         "scenes": [
             {
-                "scene_id": str(scene_ids[s.scene_index]) if s.scene_index in scene_ids else None,
-                "index": s.scene_index,
-                "start_s": round(s.start_s, 3),
-                "end_s": round(s.end_s, 3),
-                "start_frame": s.start_frame,
-                "end_frame": s.end_frame,
-                "best_frame_time_s": round(s.best_time_s, 3),
-                "quality_score": s.frame_quality.get("quality_score"),
+                **scene_json(s, vectors=False),
+                "scene_id": str(scene_ids[s.index]) if s.index in scene_ids else None,
                 "frame_path": s.frame_path,
                 "embedded": s.embedding is not None,
-                "embedding_error": s.visual_clip_metadata.get("error"),
+                "embedding_model": s.embedding_model,
             }
             for s in result.scenes
         ],
@@ -74,10 +69,10 @@ def print_table(result: IndexResult, scene_ids: dict[int, UUID] | None = None) -
     click.echo(f"  {'scene':>5}  {'start':>9}  {'end':>9}  {'best@':>9}  {'quality':>7}{id_header}  embedding")
     for s in result.scenes:
         status = "ok" if s.embedding is not None else (s.visual_clip_metadata.get("error") or "none")
-        scene_id = f"  {str(scene_ids.get(s.scene_index, '-')):<36}" if scene_ids else ""
+        scene_id = f"  {str(scene_ids.get(s.index, '-')):<36}" if scene_ids else ""
         click.echo(
-            f"  {s.scene_index:>5}  {s.start_s:>9.2f}  {s.end_s:>9.2f}  {s.best_time_s:>9.2f}  "
-            f"{s.frame_quality.get('quality_score', 0.0):>7.3f}{scene_id}  {status}"
+            f"  {s.index:>5}  {s.start_s:>9.2f}  {s.end_s:>9.2f}  {s.best_time_s:>9.2f}  "
+            f"{s.frame_quality.quality_score:>7.3f}{scene_id}  {status}"
         )
 
 

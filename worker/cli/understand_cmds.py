@@ -10,6 +10,7 @@ from uuid import UUID
 import click
 
 from pipeline.core.errors import BadInputError
+from pipeline.core.scene_schema import record_from_row, scene_json
 from pipeline.storage import open_storage
 from worker.cli.common import EXIT_FAILURE, EXIT_OK, get_settings, handle_errors, print_json
 
@@ -35,23 +36,29 @@ def _time(seconds: float | None) -> str:
     return f"{int(minutes)}:{secs:05.2f}"
 
 
-def _scene_json(scene: dict[str, Any]) -> dict[str, Any]:
-    quality = scene.get("frame_quality") or {}
-    metadata = scene.get("visual_clip_metadata") or {}
+def _scene_json(row: dict[str, Any]) -> dict[str, Any]:
+    """The scene object of the sidecar (no vector) plus what the database adds: its id, file and model."""
     return {
-        "scene_id": str(scene["id"]),
-        "scene_index": scene["scene_index"],
-        "start_s": round(scene["start_s"], 3),
-        "end_s": round(scene["end_s"], 3),
-        "best_time_s": None if scene.get("best_time_s") is None else round(scene["best_time_s"], 3),
-        "quality_score": quality.get("quality_score"),
-        "frame_path": scene.get("frame_path"),
-        "embedded": bool(scene.get("embedded")),
-        "embedding_model": scene.get("embedding_model"),
-        "embedding_error": metadata.get("error"),
-        "labels": scene.get("labels"),
-        "description": scene.get("description"),
+        **scene_json(record_from_row(row), vectors=False),
+        "scene_id": str(row["id"]),
+        "frame_path": row.get("frame_path"),
+        "embedded": bool(row.get("embedded")),
+        "embedding_model": row.get("embedding_model"),
     }
+
+
+def _row(scene: dict[str, Any]) -> str:
+    """One line of the ``vidx show`` table."""
+    best = scene["best_frame"] or {}
+    quality = (best.get("quality") or {}).get("quality_score")
+    if scene.get("labels"):
+        labels = ", ".join(f"{item['label']} {item['score']:.2f}" for item in scene["labels"][:3])
+    elif scene["embedded"]:
+        labels = "-"
+    else:
+        labels = f"(no embedding: {scene['visual_clip_metadata'].get('error') or 'unknown'})"
+    return (f"  {scene['index']:>4}  {scene['scene_id']:<36}  {_time(scene['start_s']):>8}  {_time(scene['end_s']):>8}"
+            f"  {_time(best.get('time_s')):>8}  {'-' if quality is None else f'{quality:.3f}':>7}  {labels}")
 
 
 @click.command("show")
@@ -80,14 +87,8 @@ def show_command(video_id: UUID, owner: UUID | None, as_json: bool) -> None:
         click.echo(f"  error: {video['error']}")
     click.echo(f"  {'#':>4}  {'scene id':<36}  {'start':>8}  {'end':>8}  {'best@':>8}  {'quality':>7}  labels")
     for s in scenes:
-        quality = "-" if s["quality_score"] is None else f"{s['quality_score']:.3f}"
-        if s["labels"]:
-            labels = ", ".join(f"{item['label']} {item['score']:.2f}" for item in s["labels"][:3])
-        else:
-            labels = "-" if s["embedded"] else f"(no embedding: {s['embedding_error'] or 'unknown'})"
-        click.echo(f"  {s['scene_index']:>4}  {s['scene_id']:<36}  {_time(s['start_s']):>8}  {_time(s['end_s']):>8}"
-                   f"  {_time(s['best_time_s']):>8}  {quality:>7}  {labels}")
-        if s["description"]:
+        click.echo(_row(s))
+        if s.get("description"):
             click.echo(f"  {'':>4}  {'':<36}  {'':>8}  {'':>8}  {'':>8}  {'':>7}  \"{s['description']}\"")
 
 

@@ -122,7 +122,7 @@ function searchImage(file) {
 async function openScene(result) {
   const detail = $("detail");
   detail.hidden = false;
-  $("detail-title").textContent = result.video_name + " — scene " + result.scene_index + " at " + result.timecode;
+  $("detail-title").textContent = result.video_name + " — scene " + result.index + " at " + result.timecode;
   const labels = (result.labels || []).map((l) => l.label).join(", ");
   $("detail-meta").textContent = (result.description || "") + (labels ? "  Labels: " + labels : "");
   $("similar").replaceChildren();
