@@ -10,6 +10,7 @@ import pytest
 from pipeline.core.config import Settings
 from pipeline.core.errors import BadInputError, ProcessingError
 from pipeline.media import probe as probe_module
+from pipeline.media import sandbox as media_sandbox
 from pipeline.media.probe import probe
 from tests import badmedia
 from tests.videogen import run_ffmpeg
@@ -162,14 +163,14 @@ def test_hanging_ffprobe_times_out(valid_mp4: Path, tmp_path: Path, monkeypatch:
     fake = tmp_path / "ffprobe"
     fake.write_text("#!/bin/sh\nexec sleep 60\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(probe_module, "FFPROBE", str(fake))
+    monkeypatch.setattr(media_sandbox, "FFPROBE", str(fake))
     monkeypatch.setattr(probe_module, "HEADER_TIMEOUT_S", 0.5)
     with pytest.raises(ProcessingError, match="did not finish"):
         probe(valid_mp4, Settings())
 
 
 def test_missing_ffprobe(valid_mp4: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(probe_module, "FFPROBE", "/nonexistent/ffprobe")
+    monkeypatch.setattr(media_sandbox, "FFPROBE", "/nonexistent/ffprobe")
     with pytest.raises(ProcessingError, match="ffprobe not found"):
         probe(valid_mp4, Settings())
 

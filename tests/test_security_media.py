@@ -112,18 +112,22 @@ def test_image_sequence_pattern_is_not_expanded(work: Path, victim: Path) -> Non
     _assert_one_line_naming(info.value, pattern)
 
 
-def test_every_child_runs_under_memory_and_cpu_limits() -> None:
+def test_every_child_runs_under_memory_and_cpu_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The limits are in force in the exec'd program itself (a stand-in ffmpeg reports its own)."""
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("#!/bin/sh\nulimit -v; ulimit -t; ulimit -Ht; ulimit -c\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(media_sandbox, "FFMPEG", str(fake))
     settings = Settings(ffmpeg_memory_mb=1536, ffmpeg_cpu_s=77)
-    out = subprocess.run(["sh", "-c", "ulimit -v; ulimit -t"], capture_output=True, text=True, check=True,
-                         preexec_fn=media_sandbox.limit_resources(settings)).stdout.split()
-    assert out == [str(1536 * 1024), "77"]
+    out = media_sandbox.run(media_sandbox.FFMPEG, [], settings, timeout_s=30, text=True).stdout.split()
+    assert out == [str(1536 * 1024), "77", "82", "0"]
 
 
 def test_inputs_are_whitelisted_everywhere() -> None:
     """Every command line that opens a tenant's file carries both whitelists and a file: input."""
     opts = DecodeOptions(detect_size=(32, 18), sample_size=(64, 36), sample_every=5)
-    cmd = decode_module._build_command(Path("/x/v.mp4"), opts)
-    probe_cmd = probe_module._command(Path("/x/v.mp4"), ["-show_streams"])
+    cmd = decode_module._ffmpeg_args(Path("/x/v.mp4"), opts)
+    probe_cmd = probe_module._ffprobe_args(Path("/x/v.mp4"), ["-show_streams"])
     for line in (cmd, probe_cmd):
         assert line[line.index("-protocol_whitelist") + 1] == "file"
         assert "hls" not in line[line.index("-format_whitelist") + 1].split(",")
@@ -224,7 +228,7 @@ def test_real_truncation_is_still_refused(work: Path) -> None:
 
 def test_missing_ffmpeg_is_a_processing_error(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clip = badmedia.make_valid(work / "noffmpeg.mp4")
-    monkeypatch.setattr(decode_module, "FFMPEG", "/nonexistent/ffmpeg")
+    monkeypatch.setattr(media_sandbox, "FFMPEG", "/nonexistent/ffmpeg")
     with pytest.raises(ProcessingError, match="ffmpeg not found"):
         list(detect_scenes(clip, _fake_probe(), Settings()))
     with pytest.raises(ProcessingError, match="ffmpeg not found"):
@@ -235,6 +239,6 @@ def test_decode_frame_at_has_a_timeout(work: Path, tmp_path: Path, monkeypatch: 
     fake = tmp_path / "ffmpeg"
     fake.write_text("#!/bin/sh\nexec sleep 30\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(decode_module, "FFMPEG", str(fake))
+    monkeypatch.setattr(media_sandbox, "FFMPEG", str(fake))
     with pytest.raises(ProcessingError, match="did not return the frame"):
         decode_frame_at(work / "any.mp4", 0.5, (64, 36), timeout_s=0.5)

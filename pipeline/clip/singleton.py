@@ -118,8 +118,19 @@ def configured_device(settings: Settings) -> str:
         return settings.clip_device
 
 
+_inherited: tuple[threading.Lock, _State] | None = None  # the parent's lock and state, in a forked child
+
+
 def _after_fork_in_child() -> None:
-    global _lock, _state
+    """Start the child with a fresh lock and no model, taking no lock and freeing nothing.
+
+    Another thread may have held ``_lock`` or been loading a model at the
+    fork. The parent's objects are kept, not released: releasing a model
+    runs its library's destructors, which may wait on locks that no thread
+    of the child will ever release.
+    """
+    global _lock, _state, _inherited
+    _inherited = (_lock, _state)
     _lock = threading.Lock()
     _state = _State()
 

@@ -101,12 +101,10 @@ class FrameBatch:
     samples: list[tuple[int, np.ndarray]]  # (frame index, RGB image)
 
 
-FFMPEG = "ffmpeg"
-
-
-def _build_command(source: Path, opts: DecodeOptions) -> list[str]:
+def _ffmpeg_args(source: Path, opts: DecodeOptions) -> list[str]:
+    """ffmpeg's arguments for one decoding pass (the sandbox puts the program and its limits in front)."""
     dw, dh = opts.detect_size
-    cmd = [FFMPEG, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-threads", str(opts.threads)]
+    cmd = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-threads", str(opts.threads)]
     if opts.fast_detection and not opts.sample_size:
         cmd += ["-skip_loop_filter", "all"]
     if opts.reference_frames_only:
@@ -301,20 +299,15 @@ class FrameStream:
         self.close()
 
     def _start(self) -> None:
-        cmd = _build_command(self.source, self.opts)
+        args = _ffmpeg_args(self.source, self.opts)
         pass_fds: tuple[int, ...] = ()
         sample_r = sample_w = -1
         if self.opts.sample_size and self.opts.sample_every > 0:
             sample_r, sample_w = os.pipe()
             pass_fds = (sample_w,)
-            cmd = [c if c != "pipe:3" else f"pipe:{sample_w}" for c in cmd]
+            args = [c if c != "pipe:3" else f"pipe:{sample_w}" for c in args]
         try:
-            self._proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=pass_fds,
-                preexec_fn=media_sandbox.limit_resources(self.settings),
-            )
-        except FileNotFoundError as exc:  # the machine's fault, not the video's: retried elsewhere
-            raise ProcessingError(f"ffmpeg not found ({FFMPEG}); install ffmpeg") from exc
+            self._proc = media_sandbox.start(media_sandbox.FFMPEG, args, self.settings, pass_fds=pass_fds)
         finally:
             if sample_w >= 0:
                 os.close(sample_w)
@@ -425,19 +418,14 @@ def decode_frame_at(
     """
     settings = settings or Settings()
     w, h = size
-    cmd = [FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error", "-ss", f"{max(0.0, time_s):.6f}",
-           *media_sandbox.input_options(), "-i", media_sandbox.input_spec(source), "-map", "0:v:0",
-           "-frames:v", "1", "-vf", f"scale={w}:{h}:flags={SAMPLE_SCALE_FLAGS}",
-           "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
+    args = ["-hide_banner", "-nostdin", "-loglevel", "error", "-ss", f"{max(0.0, time_s):.6f}",
+            *media_sandbox.input_options(), "-i", media_sandbox.input_spec(source), "-map", "0:v:0",
+            "-frames:v", "1", "-vf", f"scale={w}:{h}:flags={SAMPLE_SCALE_FLAGS}",
+            "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
     try:
-        proc = subprocess.run(
-            cmd, capture_output=True, timeout=timeout_s, stdin=subprocess.DEVNULL,
-            preexec_fn=media_sandbox.limit_resources(settings),
-        )
+        proc = media_sandbox.run(media_sandbox.FFMPEG, args, settings, timeout_s=timeout_s)
     except subprocess.TimeoutExpired:
         raise ProcessingError(f"{source}: ffmpeg did not return the frame at {time_s:.2f}s within {timeout_s:.0f}s") from None
-    except FileNotFoundError as exc:
-        raise ProcessingError(f"ffmpeg not found ({FFMPEG}); install ffmpeg") from exc
     if proc.returncode != 0 or len(proc.stdout) < w * h * 3:
         return None
     return np.frombuffer(proc.stdout[: w * h * 3], np.uint8).reshape(h, w, 3).copy()

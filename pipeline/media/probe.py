@@ -36,7 +36,6 @@ from pipeline.media import sandbox as media_sandbox
 
 log = get_logger(__name__)
 
-FFPROBE = "ffprobe"
 HEADER_TIMEOUT_S = 30.0
 # The packet pass reads the whole file: allow for slow disks on big files.
 PACKETS_BASE_TIMEOUT_S = 60.0
@@ -165,25 +164,20 @@ def _check_file(path: Path) -> None:
 # --- running ffprobe -----------------------------------------------------------
 
 
-def _command(path: Path, args: list[str], *, recognise_only: bool = False) -> list[str]:
-    """ffprobe reading only ``path``, only through the containers vidx supports (media_sandbox)."""
-    return [FFPROBE, "-hide_banner", "-v", "error", *media_sandbox.input_options(recognise_only=recognise_only),
+def _ffprobe_args(path: Path, args: list[str], *, recognise_only: bool = False) -> list[str]:
+    """ffprobe's arguments: read only ``path``, only through the containers vidx supports (media_sandbox)."""
+    return ["-hide_banner", "-v", "error", *media_sandbox.input_options(recognise_only=recognise_only),
             *args, "-i", _input_arg(path)]
 
 
 def _run_ffprobe(
     path: Path, args: list[str], timeout_s: float, settings: Settings, *, recognise_only: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    cmd = _command(path, args, recognise_only=recognise_only)
     try:
-        return subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL,
-            preexec_fn=media_sandbox.limit_resources(settings),
-        )
+        return media_sandbox.run(media_sandbox.FFPROBE, _ffprobe_args(path, args, recognise_only=recognise_only),
+                                 settings, timeout_s=timeout_s, text=True)
     except subprocess.TimeoutExpired:
         raise ProcessingError(f"{path}: ffprobe did not finish within {timeout_s:.0f}s") from None
-    except FileNotFoundError:
-        raise ProcessingError(f"ffprobe not found ({FFPROBE}); install ffmpeg") from None
     except OSError as exc:
         raise ProcessingError(f"{path}: could not run ffprobe ({exc})") from None
 
@@ -352,16 +346,11 @@ def _read_packets(path: Path, stream_index: int, settings: Settings) -> _Packets
     """
     size = path.stat().st_size
     timeout = PACKETS_BASE_TIMEOUT_S + size / PACKETS_BYTES_PER_S
-    cmd = _command(
+    args = _ffprobe_args(
         path, ["-show_entries", "packet=stream_index,pts_time,dts_time,duration_time,flags", "-print_format", "csv=p=0"]
     )
     try:
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            preexec_fn=media_sandbox.limit_resources(settings),
-        )
-    except FileNotFoundError:
-        raise ProcessingError(f"ffprobe not found ({FFPROBE}); install ffmpeg") from None
+        proc = media_sandbox.start(media_sandbox.FFPROBE, args, settings, text=True)
     except OSError as exc:
         raise ProcessingError(f"{path}: could not run ffprobe ({exc})") from None
     assert proc.stdout is not None and proc.stderr is not None

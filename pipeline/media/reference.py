@@ -53,12 +53,11 @@ def read_packet_index(source: Path, settings: Settings) -> PacketIndex | None:
 
     Sandboxed like every ffprobe call (pipeline/media/sandbox.py): one file, whitelisted containers, rlimits.
     """
-    cmd = ["ffprobe", "-hide_banner", "-v", "error", *media_sandbox.input_options(), "-select_streams", "v:0",
-           "-show_entries", "stream=has_b_frames:packet=pts_time,flags", "-of", "csv=p=0",
-           media_sandbox.input_spec(source)]
+    args = ["-hide_banner", "-v", "error", *media_sandbox.input_options(), "-select_streams", "v:0",
+            "-show_entries", "stream=has_b_frames:packet=pts_time,flags", "-of", "csv=p=0",
+            media_sandbox.input_spec(source)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT_S, stdin=subprocess.DEVNULL,
-                              preexec_fn=media_sandbox.limit_resources(settings))
+        proc = media_sandbox.run(media_sandbox.FFPROBE, args, settings, timeout_s=_TIMEOUT_S, text=True)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if proc.returncode != 0:
@@ -90,14 +89,13 @@ def decode_range(
     """
     w, h = size
     # One thread: it runs beside the segment decoders (pipeline/media/segments.py), which keep every core busy.
-    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "info", "-threads", "1", "-copyts",
-           "-ss", f"{max(0.0, start_s - 1e-3):.6f}", *media_sandbox.input_options(),
-           "-i", media_sandbox.input_spec(source), "-map", "0:v:0", "-an", "-sn", "-dn",
-           "-vf", f"scale={w}:{h}:flags=area,format=rgb24,{SHOWINFO_FILTER}", "-frames:v", str(count),
-           "-fps_mode", "passthrough", "-f", "rawvideo", "pipe:1"]
+    args = ["-hide_banner", "-nostdin", "-loglevel", "info", "-threads", "1", "-copyts",
+            "-ss", f"{max(0.0, start_s - 1e-3):.6f}", *media_sandbox.input_options(),
+            "-i", media_sandbox.input_spec(source), "-map", "0:v:0", "-an", "-sn", "-dn",
+            "-vf", f"scale={w}:{h}:flags=area,format=rgb24,{SHOWINFO_FILTER}", "-frames:v", str(count),
+            "-fps_mode", "passthrough", "-f", "rawvideo", "pipe:1"]
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=_TIMEOUT_S, stdin=subprocess.DEVNULL,
-                              preexec_fn=media_sandbox.limit_resources(settings))
+        proc = media_sandbox.run(media_sandbox.FFMPEG, args, settings, timeout_s=_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired):
         return np.zeros((0, h, w, 3), np.uint8), np.zeros(0)
     n = len(proc.stdout) // (w * h * 3)

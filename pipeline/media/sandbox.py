@@ -14,17 +14,33 @@ tenant's file or reach the network, so every input is opened with
 and each child runs under an address-space and a CPU-time limit, so a
 hostile file that makes a demuxer or decoder balloon fails instead of
 exhausting the worker.
+
+Every spawn goes through :func:`run` or :func:`start` here. The limits are
+part of the exec'd command line (util-linux ``prlimit ... -- ffmpeg ...``:
+prlimit sets them on itself, then execs ffmpeg in the same process), so no
+Python runs between fork and exec: a ``preexec_fn`` would force a plain
+fork and run at-fork hooks in the child, which deadlocks when another
+thread (a model loading, a decoder) held a lock at the moment of the fork.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import resource
-from collections.abc import Callable
+import shutil
+import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.core.config import Settings
+from pipeline.core.errors import ProcessingError
+
+# The programs, named once (tests point them at stand-ins).
+FFMPEG = "ffmpeg"
+FFPROBE = "ffprobe"
+PRLIMIT = "prlimit"
+# The hard CPU limit lies this far above the soft one: SIGXCPU first, SIGKILL if that is ignored.
+CPU_GRACE_S = 5
 
 # Demuxer names (ffmpeg -demuxers) of the containers vidx indexes.
 SUPPORTED_FORMATS = (
@@ -84,17 +100,42 @@ def refused_format_reason(path: Path, demuxer: str) -> str:
     )
 
 
-def limit_resources(settings: Settings) -> Callable[[], None]:
-    """A ``preexec_fn`` that caps the child's address space and CPU time (POSIX rlimits).
-
-    Runs in the child between fork and exec, so it only calls setrlimit.
-    """
+def limit_options(settings: Settings) -> list[str]:
+    """prlimit's options: address space ``VIDX_FFMPEG_MEMORY_MB``, CPU seconds ``VIDX_FFMPEG_CPU_S`` (soft:hard), no core."""
     memory = settings.ffmpeg_memory_mb * 1024 * 1024
     cpu = settings.ffmpeg_cpu_s
+    return [f"--as={memory}", f"--cpu={cpu}:{cpu + CPU_GRACE_S}", "--core=0"]
 
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
-    return apply
+def limited_command(program: str, args: Sequence[str], settings: Settings) -> list[str]:
+    """The command line that runs ``program`` (``FFMPEG``, ``FFPROBE``) with ``args`` under the limits.
+
+    Raises ProcessingError when ``program`` or prlimit is not installed: the
+    machine's fault, not the video's, so the job is retried elsewhere.
+    """
+    return [_executable(PRLIMIT, "util-linux"), *limit_options(settings), "--", _executable(program, "ffmpeg"),
+            *args]
+
+
+def run(
+    program: str, args: Sequence[str], settings: Settings, *, timeout_s: float, text: bool = False
+) -> subprocess.CompletedProcess:
+    """Run ``program`` sandboxed to the end, capturing its output (``subprocess.TimeoutExpired`` after ``timeout_s``)."""
+    return subprocess.run(limited_command(program, args, settings), capture_output=True, text=text,
+                          timeout=timeout_s, stdin=subprocess.DEVNULL)
+
+
+def start(
+    program: str, args: Sequence[str], settings: Settings, *, text: bool = False, pass_fds: Sequence[int] = ()
+) -> subprocess.Popen:
+    """Start ``program`` sandboxed with piped stdout and stderr (and ``pass_fds`` kept open in it)."""
+    return subprocess.Popen(limited_command(program, args, settings), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text, pass_fds=tuple(pass_fds))
+
+
+def _executable(program: str, package: str) -> str:
+    """``program``'s path (looked up on PATH unless it holds a slash), or ProcessingError naming the package."""
+    found = shutil.which(program)
+    if found is None:
+        raise ProcessingError(f"{Path(program).name} not found ({program}); install {package}")
+    return found

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.shots.boundary import ShotBoundary, Transition
 from pipeline.shots.continuity import aligned_similarity, best_alignment, zoomed_similarity
 from pipeline.shots.features import content_distance
 
@@ -74,18 +75,8 @@ class DetectorParams:
     moving_share: float = 0.75  # share of steps matched by a shift that makes a busy window one moving picture (a slide)
 
 
-@dataclass(frozen=True)
-class ShotBoundary:
-    """A new shot starts at ``frame``; ``guard`` frames either side may be transition frames."""
-
-    frame: int
-    kind: str  # "cut" or "gradual"
-    guard: int
-    joins_previous: bool = False  # the far end of the previous transition (a fade's return from black)
-
-
 class ShotDetector:
-    """Push feature batches, get boundaries back in frame order."""
+    """Push feature batches, get boundaries back in frame order (a pipeline.shots.boundary.Detector)."""
 
     def __init__(self, fps: float, params: DetectorParams | None = None) -> None:
         fps = fps if fps and fps > 0 else 25.0
@@ -228,7 +219,7 @@ class ShotDetector:
         for t in cut_frames:
             if lo <= t < hi:
                 guard = 1 + self._unsettled_extent(int(t), known_end)
-                self._pending.append(ShotBoundary(int(t), "cut", guard))
+                self._pending.append(ShotBoundary(int(t), Transition.CUT, guard))
         self._gradual(lo, hi, known_end, cut_frames)
         self._pending.sort(key=lambda b: b.frame)
 
@@ -307,7 +298,7 @@ class ShotDetector:
             if mid - self._last_gradual <= w:
                 continue
             self._last_gradual = mid
-            self._pending.append(ShotBoundary(mid, "gradual", w))
+            self._pending.append(ShotBoundary(mid, Transition.GRADUAL, w))
 
     def _sim(self, a: int, b: int) -> float:
         """Structural similarity of frames ``a`` and ``b`` under camera motion and exposure change."""

@@ -9,6 +9,8 @@ so Python's per-frame cost stays tiny and decoding dominates.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 HIST_BINS = 64
@@ -17,7 +19,15 @@ _GRID_BLOCK = 4
 _GRID_SCALE = 3.0 / 255.0
 
 
-def frame_features(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+class FrameFeatures(NamedTuple):
+    """Features of n consecutive frames, in the order a detector's ``push`` takes them."""
+
+    hist: np.ndarray  # n x 64 colour histograms, each summing to 1
+    grid: np.ndarray  # n x cells coarse luma grids
+    luma: np.ndarray  # n x h x w small luma images
+
+
+def frame_features(frames: np.ndarray) -> FrameFeatures:
     """(histograms n x 64 summing to 1, luma grids n x cells, luma images n x h x w) for ``frames`` (n x h x w x 3 uint8).
 
     The luma images let the detector check candidate boundaries for
@@ -34,7 +44,7 @@ def frame_features(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     f = frames[:, : gh * bh, : gw * bw].astype(np.float32)
     luma = f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114
     grid = luma.reshape(n, gh, bh, gw, bw).mean(axis=(2, 4)).reshape(n, gh * gw)
-    return hist, grid, luma
+    return FrameFeatures(hist, grid, luma)
 
 
 def hist_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
