@@ -81,7 +81,7 @@ def test_kill_between_publish_steps(crash_after: str, db_settings, db_conn, medi
     # A worker starting: once no live lease covers the video, its leftovers are swept and
     # the sidecar link agrees with the database.
     wait_for(lambda: not videos.live_leases(db_conn, [vid]), timeout=30, what="the dead run's lease to expire")
-    from worker.tasks import sweep_leftovers
+    from pipeline.jobs import sweep_leftovers
 
     sweep_leftovers(db_conn, db_settings)
     assert _state(db_conn, vid, root) == (expected_db, expected_db)

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from pipeline.core.config import RETRY_BACKOFF_MAX_S, broker_url, load_settings, recovery_bound_s
+from pipeline.jobs import retry
 from worker import app as worker_app
 from worker import tasks
 
@@ -81,16 +82,16 @@ def test_threads_per_child_share_the_cores(concurrency: int, cores: int, expecte
 
 
 def test_backoff_grows_and_is_capped() -> None:
-    """Celery's own helper, full jitter: each countdown lies in [0, min(cap, 2**retries)]."""
-    assert all(0 <= tasks.retry_countdown(0) <= 1 for _ in range(20))
-    assert all(0 <= tasks.retry_countdown(4) <= 16 for _ in range(20))
-    assert max(tasks.retry_countdown(50) for _ in range(50)) <= RETRY_BACKOFF_MAX_S
+    """Celery's formula, full jitter: each countdown lies in [0, min(cap, 2**retries)]."""
+    assert all(0 <= retry.retry_countdown(0) <= 1 for _ in range(20))
+    assert all(0 <= retry.retry_countdown(4) <= 16 for _ in range(20))
+    assert max(retry.retry_countdown(50) for _ in range(50)) <= RETRY_BACKOFF_MAX_S
 
 
 def test_busy_video_is_looked_at_again_just_after_the_lease_would_expire() -> None:
-    assert tasks.busy_countdown(10.0) == 11.0
-    assert tasks.busy_countdown(None) == tasks.BUSY_MIN_DELAY_S
-    assert tasks.busy_countdown(10_000.0) == tasks.BUSY_MAX_DELAY_S
+    assert retry.busy_countdown(10.0) == 11.0
+    assert retry.busy_countdown(None) == retry.BUSY_MIN_DELAY_S
+    assert retry.busy_countdown(10_000.0) == retry.BUSY_MAX_DELAY_S
 
 
 def test_one_line_reasons() -> None:

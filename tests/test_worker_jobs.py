@@ -204,26 +204,25 @@ def test_a_requeued_video_keeps_the_url_it_must_fetch_but_never_shows_it(db_conn
 
 
 def test_a_failure_recorded_after_an_interrupted_query_does_not_wait_on_that_querys_lock(
-    db_settings: Settings, video_id, monkeypatch
+    db_settings: Settings, video_id
 ) -> None:
     """What a soft time limit can leave: the job's connection inside a transaction that holds the video's
     row lock, with a query sent and never read. The failure must still be recorded, not wait on that lock
     until the hard limit kills the child (found under load: the video was then retried, attempts 2)."""
     import threading
 
-    from worker import tasks
+    from pipeline.jobs import Run, open_job_connection
 
-    monkeypatch.setattr(tasks, "worker_settings", lambda: db_settings)
-    conn = tasks.open_job_connection(db_settings)
-    lease = _claim(conn, video_id).lease
-    assert lease is not None
+    conn = open_job_connection(db_settings)
+    claimed = _claim(conn, video_id)
+    assert claimed.lease is not None
     conn.execute("BEGIN")
     conn.execute("UPDATE videos SET progress = 0.5 WHERE id = %s", (video_id,))  # the row lock
     conn.pgconn.send_query(b"SELECT pg_sleep(0.1)")  # in flight when the signal arrived
 
     outcome: list[dict] = []
     worker = threading.Thread(target=lambda: outcome.append(
-        tasks._fail(conn, lease, "timed out after 1s", kind="timeout")), daemon=True)
+        Run(conn, claimed, db_settings).fail("timed out after 1s", kind="timeout").to_json()), daemon=True)
     worker.start()
     worker.join(timeout=60)
     assert not worker.is_alive(), "recording the failure waited on the interrupted transaction's lock"

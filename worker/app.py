@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import threading
+from functools import partial
 from typing import Any
 
 from billiard.process import current_process
@@ -33,8 +34,10 @@ from celery import Celery, bootsteps, signals
 
 from pipeline.core.config import Settings, broker_url, load_settings, redelivery_after_s
 from pipeline.core.log import get_logger
+from pipeline.jobs import open_job_connection, reconcile, sweep_leftovers
 from worker.broker import QUEUE
 from worker.logging import configure_worker_logging
+from worker.messages import send_index
 
 # Guard against leaks (decoder buffers, torch caches): a child above this
 # resident size is replaced after its current task. CLIP ViT-B-32 on CPU is
@@ -71,8 +74,6 @@ class Reconciler(bootsteps.StartStopStep):
         self._stop.set()
 
     def _loop(self) -> None:
-        from worker.tasks import open_job_connection, reconcile, sweep_leftovers
-
         log = get_logger("vidx.worker")
         first = True
         while True:
@@ -81,7 +82,7 @@ class Reconciler(bootsteps.StartStopStep):
                     if first:
                         sweep_leftovers(conn, settings)
                         first = False
-                    reconcile(conn, settings)
+                    reconcile(conn, settings, partial(send_index, app))
             except Exception as exc:  # noqa: BLE001 -- database or broker down: try again next tick
                 log.warning("reconcile_failed", error=f"{type(exc).__name__}: {exc}"[:300])
             if self._stop.wait(settings.reconcile_interval_s):

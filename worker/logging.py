@@ -4,7 +4,8 @@ Celery is kept away from the root logger (``worker_hijack_root_logger`` off
 and our own ``setup_logging`` handler), so Celery's own records go through
 the same structlog formatter as ours. While a task runs, its task id, video
 id and owner id sit in structlog's context variables, which the formatter
-merges into every line, ours and Celery's alike.
+merges into every line, ours and Celery's alike: bound by the
+``task_prerun`` / ``task_postrun`` signals connected here.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import logging
 from typing import Any
 
 import structlog
+from celery import signals
 
 from pipeline.core.config import Settings
 from pipeline.core.log import configure_logging
+from worker.messages import INDEX_TASK
 
 
 def configure_worker_logging(settings: Settings) -> None:
@@ -90,3 +93,20 @@ def bind_owner(owner_id: Any) -> None:
 
 def clear_task_context() -> None:
     structlog.contextvars.clear_contextvars()
+
+
+@signals.task_prerun.connect
+def _bind_log_context(task_id: str | None = None, task: Any = None, args: Any = None, kwargs: Any = None, **_: Any):
+    """Every line a task emits carries its ids (the index task's video and owner too)."""
+    kwargs = kwargs or {}
+    args = args or ()
+    if task is not None and task.name == INDEX_TASK:
+        video_id = kwargs.get("video_id") or (args[0] if args else None)
+        bind_task_context(task_id=task_id, video_id=video_id, owner_id=kwargs.get("owner_id"))
+    else:
+        bind_task_context(task_id=task_id)
+
+
+@signals.task_postrun.connect
+def _clear_log_context(**_: Any) -> None:
+    clear_task_context()

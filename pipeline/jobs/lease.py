@@ -21,6 +21,7 @@ import psycopg
 from pipeline.core.config import Settings
 from pipeline.core.errors import VidxError, one_line
 from pipeline.core.log import get_logger
+from pipeline.store.connection import connect
 from pipeline.store.videos import Lease, renew_lease
 
 log = get_logger("vidx.lease")
@@ -51,13 +52,11 @@ class Heartbeat:
         self._thread.join(timeout=self.settings.heartbeat_s + 5)
 
     def _run(self) -> None:
-        from pipeline import store
-
         conn: psycopg.Connection | None = None
         while not self._stop.wait(self.settings.heartbeat_s):
             try:
                 if conn is None or conn.closed:
-                    conn = store.connect(self.settings)
+                    conn = connect(self.settings)
                 if not renew_lease(conn, self.lease, self.settings.lease_s):
                     self.lost = True
                     log.error("lease_lost", video_id=str(self.lease.video_id), holder=self.lease.holder)

@@ -13,7 +13,8 @@ every end of a run is fenced by its lease and generation: a run that lost
 its lease changes nothing, and a run of an older generation leaves the row
 ``queued`` for the newer one instead of ``done``/``failed``.
 
-``vidx index`` and the Celery task both go through these functions.
+``vidx index`` and the Celery task both go through these functions, by way of
+the one run lifecycle in ``pipeline.jobs.run``.
 """
 
 from __future__ import annotations
@@ -320,9 +321,12 @@ def finish_done(
     )
 
 
-def finish_failed(conn: psycopg.Connection, lease: Lease, error: str) -> RunEnd:
-    """Final failure with its one-line reason."""
+def finish_failed(conn: psycopg.Connection, lease: Lease, error: str, *, lock_timeout_s: float | None = None) -> RunEnd:
+    """Final failure with its one-line reason; ``lock_timeout_s`` bounds the wait for the row's lock."""
     with conn.transaction():
+        if lock_timeout_s is not None:
+            # SET LOCAL: scoped to this transaction, so nothing leaks through a transaction-mode pooler
+            conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_s * 1000)}ms'")
         return _end_run(conn, lease, "status = 'failed', error = %(error)s, finished_at = now(), fetch_url = NULL",
                         {"error": error})
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 import click
+import psycopg
 
 from pipeline.core.config import Settings
 from pipeline.core.errors import BadInputError, ProcessingError, VidxError, one_line
@@ -16,7 +18,9 @@ from pipeline.core.scene_schema import scene_json
 from pipeline.core.types import ProbeResult
 from pipeline.indexer import IndexResult, index_video
 from pipeline.intake.naming import canonical_source, video_id_for
-from pipeline.jobs.lease import Heartbeat, new_holder
+from pipeline.jobs import Run, claim_here
+from pipeline.store.connection import connect
+from pipeline.store.scenes import scene_ids as read_scene_ids
 from pipeline.store.videos import Lease, RunEnd
 from worker.cli.common import (
     EXIT_FAILURE,
@@ -28,9 +32,6 @@ from worker.cli.common import (
     owner_option,
     print_json,
 )
-
-if TYPE_CHECKING:
-    import psycopg
 
 
 def summarize(result: IndexResult, scene_ids: dict[int, UUID] | None = None) -> dict[str, Any]:
@@ -99,94 +100,53 @@ class _ProgressBar:
             self._bar.__exit__(None, None, None)
 
 
-class _LocalRun:
-    """``vidx index``'s claim on the video row: created only once the probe accepted the file.
-
-    The same transitions as a queued job (``pipeline.store.videos``): a new
-    generation, a lease renewed by a heartbeat, an attempt counted, a fenced end.
-    """
-
-    def __init__(self, settings: Settings, video_id: UUID, owner: UUID, label: str) -> None:
-        self.settings, self.video_id, self.owner, self.label = settings, video_id, owner, label
-        self.conn: psycopg.Connection | None = None
-        self.lease: Lease | None = None
-        self._heartbeat: Heartbeat | None = None
-
-    def claim(self, _probe: ProbeResult) -> Lease:
-        from pipeline import store
-        from pipeline.store import videos
-
-        self.conn = store.connect(self.settings)
-        if videos.live_leases(self.conn, [self.video_id]):  # before bumping: a worker's run must not be superseded
-            raise ProcessingError(f"{self.label}: video {self.video_id} is being indexed elsewhere (lease held)")
-        videos.enqueue_video(self.conn, video_id=self.video_id, owner_id=self.owner, source=self.label)
-        claim = videos.claim_video(self.conn, self.video_id, holder=new_holder("cli"),
-                                   lease_s=self.settings.lease_s, max_attempts=max(1, self.settings.max_attempts))
-        if claim.lease is None:
-            raise ProcessingError(f"{self.label}: video {self.video_id} is being indexed elsewhere ({claim.status})")
-        self.lease = claim.lease
-        self._heartbeat = Heartbeat(claim.lease, self.settings).__enter__()
-        return claim.lease
-
-    def progress(self, fraction: float) -> None:
-        from pipeline.store import videos
-
-        if self.conn is not None and self.lease is not None:
-            videos.set_progress(self.conn, self.lease, fraction)
-
-    def fail(self, reason: str) -> None:
-        from pipeline.store import videos
-
-        if self.conn is not None and self.lease is not None:
-            videos.finish_failed(self.conn, self.lease, reason[:2000])
-
-    def scene_ids(self) -> dict[int, UUID]:
-        from pipeline.store.scenes import scene_ids
-
-        return scene_ids(self.conn, self.video_id) if self.conn is not None else {}
-
-    def close(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.__exit__(None, None, None)
-        if self.conn is not None:
-            self.conn.close()
-
-
 def _index_one(path: str, owner: UUID, settings: Settings, write_db: bool) -> tuple[IndexResult, dict[int, UUID]]:
-    """Index one file; with the database, track the run in its video row (bad input at probe: no row)."""
-    source = Path(path)
+    """Index one file; with the database, a run of its video (``pipeline.jobs``) claimed once the probe accepted it.
+
+    Bad input at the probe leaves no row; any later failure ends the run
+    ``failed`` with its reason (``vidx index`` runs once: no retries).
+    """
     label = canonical_source(path)
     video_id = video_id_for(owner, label)
-    run = _LocalRun(settings, video_id, owner, label) if write_db else None
-    bar = _ProgressBar(Path(path).name[:30])
+    with ExitStack() as stack:
+        bar = _ProgressBar(Path(path).name[:30])
+        stack.callback(bar.close)
+        conn: psycopg.Connection | None = None
+        run: Run | None = None
 
-    def on_progress(fraction: float, stage: str) -> None:
-        bar(fraction, stage)
-        if run is not None and stage != "probe":
-            run.progress(fraction)
+        def claim_after_probe(_probe: ProbeResult) -> Lease:
+            nonlocal conn, run
+            conn = stack.enter_context(connect(settings))
+            run = stack.enter_context(Run(conn, claim_here(conn, video_id, owner, label, settings), settings,
+                                          retries=False))
+            return run.lease
 
-    try:
-        result = index_video(
-            source,
-            video_id=video_id,
-            owner_id=owner,
-            settings=settings,
-            source_label=label,
-            write_db=write_db,
-            on_progress=on_progress,
-            claim_after_probe=run.claim if run is not None else None,
-        )
+        def on_progress(fraction: float, stage: str) -> None:
+            bar(fraction, stage)
+            if run is not None:
+                run.progress(fraction, stage)
+
+        try:
+            result = index_video(
+                Path(path),
+                video_id=video_id,
+                owner_id=owner,
+                settings=settings,
+                source_label=label,
+                write_db=write_db,
+                on_progress=on_progress,
+                claim_after_probe=claim_after_probe if write_db else None,
+            )
+        except BaseException as exc:
+            if run is not None:
+                run.settle(exc)
+            raise
+        if run is None or conn is None:
+            return result, {}
+        run.finished(result.outcome, scenes=len(result.scenes))
         if result.outcome is not RunEnd.FINISHED:
             raise ProcessingError(f"{label}: not published ({result.outcome}): the video was re-enqueued meanwhile")
-        return result, run.scene_ids() if run is not None else {}
-    except BaseException as exc:
-        if run is not None:
-            run.fail(str(exc) if isinstance(exc, VidxError) else f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        bar.close()
-        if run is not None:
-            run.close()
+        return result, read_scene_ids(conn, video_id)
 
 
 @click.command("index")
