@@ -24,12 +24,17 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from pipeline import store
+from pipeline.clip.identity import model_identity
+from pipeline.clip.understand import understand_records
 from pipeline.core.config import Settings
 from pipeline.core.log import get_logger
 from pipeline.core.scene_schema import frame_from_json, record_from_row, scene_json
 from pipeline.core.types import SceneRecord
+from pipeline.frames.multiframe import embed_records
 from pipeline.storage import VideoStorage, open_storage
 from pipeline.storage.sidecar import SIDECAR_NAME, sidecar_bytes
+from pipeline.store.scenes import embedding_array
 
 log = get_logger(__name__)
 
@@ -71,9 +76,6 @@ def reembed_video(video_id: UUID, settings: Settings) -> ReembedResult:
     A scene whose frame cannot be embedded gets NULL and its reason, as at
     indexing; the next run tries it again.
     """
-    from pipeline import store
-    from pipeline.clip.identity import model_identity
-
     identity = model_identity(settings)
     with store.connect(settings) as conn:
         rows = _stale_scenes(conn, video_id, identity)
@@ -111,7 +113,7 @@ def _stale_scenes(conn: psycopg.Connection, video_id: UUID, identity: str) -> li
 
 
 def _require_model(settings: Settings) -> None:
-    from pipeline.clip import get_model
+    from pipeline.clip import get_model  # torch: only when there is something to re-embed
 
     get_model(settings, text=False)
 
@@ -139,10 +141,6 @@ def _records(rows: list[dict[str, Any]], sidecar: dict[str, Any] | None) -> list
 
 
 def _embed(records: list[SceneRecord], frames_dir: Path, settings: Settings) -> list[list[float] | None]:
-    from pipeline.clip.identity import model_identity
-    from pipeline.clip.understand import understand_records
-    from pipeline.frames.multiframe import embed_records
-
     identity = model_identity(settings)
     for record, result in zip(records, embed_records(records, frames_dir, settings), strict=True):
         record.embedding = result.vector
@@ -156,8 +154,6 @@ def _write(
     conn: psycopg.Connection, video_id: UUID, identity: str, rows: list[dict[str, Any]], records: list[SceneRecord]
 ) -> bool:
     """All of the video's updates in one transaction; False (nothing written) if its scenes changed meanwhile."""
-    from pipeline.store.scenes import embedding_array
-
     ids = [row["id"] for row in rows]
     with conn.transaction():
         # the video row lock orders this against a concurrent re-index (replace_scenes updates that row)

@@ -49,9 +49,8 @@ def enqueue_sources(settings: Settings, sources: Mapping[str, str], owner_id: UU
     :class:`TransientError` and marks that video ``failed`` with the reason,
     so no row waits for a message that was never sent.
     """
-    # worker.app builds the Celery app from the environment on import: only publishing needs it.
-    from worker.app import app
-    from worker.tasks import send_index_task
+    from worker.app import app  # celery: worker.app builds the Celery app on import; only publishing needs it
+    from worker.tasks import send_index_task  # celery: imports worker.app
 
     app.use_broker(broker_url(settings))  # the broker these settings name, as ping_broker checks it
     rows = []

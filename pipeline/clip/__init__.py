@@ -8,6 +8,7 @@ with ``CLIP_ENABLED=false`` never pays for it (names resolve lazily, PEP 562).
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,15 +33,13 @@ def embed_frames(
     """One result per frame, in order; NULL + reason on any failure (see pipeline/clip/embed.py)."""
     if not settings.clip_enabled:
         return disabled_results(frames, settings)
-    from pipeline.clip.embed import embed_frames as embed_with_model
+    from pipeline.clip.embed import embed_frames as embed_with_model  # torch: only when CLIP is on
 
     return embed_with_model(frames, settings, batch_size=batch_size)
 
 
 def reset_model() -> None:
     """Drop this process's model (tests, reconfiguration); a no-op if torch was never loaded."""
-    import sys
-
     singleton = sys.modules.get("pipeline.clip.singleton")
     if singleton is not None:
         singleton.reset_model()
@@ -48,5 +47,5 @@ def reset_model() -> None:
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return getattr(importlib.import_module(_LAZY[name]), name)  # torch: (most of) these load it, on first use
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.clip.errors import ClipUnavailableError, InferenceTimeout
 from pipeline.clip.identity import model_identity
+from pipeline.clip.memory import release_free_memory
 from pipeline.clip.vocabulary import Vocabulary, load_vocabulary
 from pipeline.core.config import Settings
 from pipeline.core.log import get_logger
@@ -103,8 +105,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _compute(vocabulary: Vocabulary, settings: Settings) -> TextBank:
-    from pipeline.clip.loader import load_clip
-    from pipeline.clip.memory import release_free_memory
+    from pipeline.clip.loader import load_clip  # torch: only when the text bank is not cached
 
     started = time.perf_counter()
     model = load_clip(settings, text=True)  # temporary: the process's own model stays image-only
@@ -130,8 +131,6 @@ def _compute(vocabulary: Vocabulary, settings: Settings) -> TextBank:
 
 
 def _encode(model: Any, texts: list[str], settings: Settings) -> np.ndarray:
-    from pipeline.clip.errors import ClipUnavailableError, InferenceTimeout
-
     chunks = []
     for start in range(0, len(texts), TEXT_BATCH):
         batch = texts[start : start + TEXT_BATCH]

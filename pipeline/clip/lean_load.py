@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
 from pipeline.core.log import get_logger
 
@@ -37,7 +38,7 @@ _PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
 
 def open_clip_create_kwargs(name: str, pretrained: str) -> dict[str, Any]:
     """What the pretrained tag says about its weights: activation (QuickGELU) and image normalisation."""
-    import open_clip
+    import open_clip  # open_clip (+torchvision): not loaded on the exported-backend path
 
     tag_cfg = open_clip.get_pretrained_cfg(name, pretrained) or {}
     return {
@@ -88,8 +89,6 @@ class _SafetensorsView(Mapping[str, torch.Tensor]):
     """A read-only mapping that reads one tensor per lookup (never the whole file at once)."""
 
     def __init__(self, path: Path) -> None:
-        from safetensors import safe_open
-
         self._file = safe_open(str(path), framework="pt", device="cpu")
         self._keys = list(self._file.keys())
 
@@ -109,7 +108,7 @@ def describe_model(
     name: str, precision: str, create_kwargs: dict[str, Any]
 ) -> tuple[torch.nn.Module, Callable[[Any], torch.Tensor], dict[str, Any]]:
     """(the model on ``meta``: shapes and dtypes, no memory; eval transform; preprocess cfg)."""
-    import open_clip
+    import open_clip  # open_clip (+torchvision): not loaded on the exported-backend path
 
     with torch.device("meta"), _no_random_init_warning():
         model, _, transform = open_clip.create_model_and_transforms(
@@ -130,7 +129,7 @@ def load_image_tower(
     tower and transform are the same. Raises :class:`LeanLoadUnsupported` when
     the checkpoint or architecture needs open_clip's own loading.
     """
-    from open_clip.convert import convert_state_dict
+    from open_clip.convert import convert_state_dict  # open_clip: only for a checkpoint loaded lean
     from open_clip.model import resize_pos_embed
 
     model, transform, preprocess_cfg = describe_model(name, precision, create_kwargs)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,9 +22,10 @@ from typing import Any
 import torch
 
 from pipeline.clip.backends import TORCH, choose_backend
+from pipeline.clip.backends.runtime_tower import load_runtime_tower
 from pipeline.clip.errors import MODEL_LOAD_PREFIX, ClipUnavailableError
 from pipeline.clip.frames import weights_label
-from pipeline.clip.lean_load import open_clip_create_kwargs
+from pipeline.clip.lean_load import LeanLoadUnsupported, load_image_tower, open_clip_create_kwargs
 from pipeline.clip.memory import release_free_memory
 from pipeline.clip.model import ClipModel
 from pipeline.clip.runner import InferenceThread
@@ -59,7 +61,7 @@ def resolve_device(requested: str) -> str:
 
 
 def _register_config_next_to_checkpoint(settings: Settings) -> None:
-    import open_clip
+    import open_clip  # open_clip (+torchvision): not loaded on the exported-backend path
 
     if settings.clip_checkpoint is None:
         return
@@ -70,7 +72,7 @@ def _register_config_next_to_checkpoint(settings: Settings) -> None:
 
 
 def _check_model_name(name: str) -> None:
-    import open_clip
+    import open_clip  # open_clip (+torchvision): not loaded on the exported-backend path
 
     if name.startswith(("hf-hub:", "local-dir:")):
         return
@@ -84,7 +86,7 @@ def _check_model_name(name: str) -> None:
 @functools.lru_cache(maxsize=4)
 def _tokenizer(name: str):
     """open_clip's tokenizer for ``name``; stateless, so shared by reloads of the same model."""
-    import open_clip
+    import open_clip  # open_clip (+torchvision): not loaded on the exported-backend path
 
     return open_clip.get_tokenizer(name)
 
@@ -102,10 +104,6 @@ def _runtime_image_tower(
     settings: Settings, name: str, backend: str
 ) -> tuple[torch.nn.Module, Callable[[Any], torch.Tensor], dict[str, Any]] | None:
     """The image tower on ONNX Runtime / OpenVINO (exported and cached at first use), or None to use torch."""
-    import subprocess
-
-    from pipeline.clip.backends.runtime_tower import load_runtime_tower
-
     try:
         return load_runtime_tower(settings, backend)
     except (ImportError, OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
@@ -120,8 +118,6 @@ def _lean_image_tower(
     """The checkpoint's image tower without a second copy of its weights, or None to load the usual way."""
     if settings.clip_checkpoint is None:
         return None
-    from pipeline.clip.lean_load import LeanLoadUnsupported, load_image_tower
-
     try:
         return load_image_tower(Path(settings.clip_checkpoint), name, device, precision, create_kwargs)
     except LeanLoadUnsupported as exc:
@@ -156,7 +152,7 @@ def _load(settings: Settings, device: str | None, text: bool) -> ClipModel:
     # an exported backend needs neither open_clip nor torchvision in this process (~0.24 GB of RSS)
     tower = _runtime_image_tower(settings, name, backend) if backend != TORCH else None
     if tower is None:
-        import open_clip
+        import open_clip  # open_clip (+torchvision): not loaded on the exported-backend path
 
         backend = TORCH
         _register_config_next_to_checkpoint(settings)

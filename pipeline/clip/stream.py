@@ -130,7 +130,7 @@ class OverlappedEmbedding:
         ``embed_frames`` gives every scene its reason, as on the sequential path.
         """
         try:
-            from pipeline.clip import get_model
+            from pipeline.clip import get_model  # torch: loaded on this thread, off the import path
 
             get_model(self.settings, text=False)
         except Exception as exc:  # noqa: BLE001 -- reported per scene by embed_frames

@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pipeline.clip.describe import describe
+from pipeline.clip.errors import ClipUnavailableError
+from pipeline.clip.labels import text_bank, top_labels
 from pipeline.core.config import Settings
 from pipeline.core.log import get_logger
 from pipeline.core.types import SceneRecord
@@ -25,10 +28,6 @@ def understand_vectors(vectors: Sequence[Sequence[float] | None], settings: Sett
     empty: list[Understanding] = [(None, None)] * len(vectors)
     if not settings.clip_enabled or settings.labels_top_k == 0 or all(v is None for v in vectors):
         return empty
-    from pipeline.clip.describe import describe
-    from pipeline.clip.errors import ClipUnavailableError
-    from pipeline.clip.labels import text_bank, top_labels
-
     try:
         bank = text_bank(settings)
     except ClipUnavailableError as exc:

@@ -16,6 +16,8 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from huggingface_hub import constants
+
 from pipeline.clip.errors import MODEL_LOAD_PREFIX, ClipUnavailableError
 from pipeline.core.config import Settings
 
@@ -70,8 +72,6 @@ def _download_source(settings: Settings) -> tuple[str, str] | None:
     cfg = open_clip.get_pretrained_cfg(settings.clip_model_name, settings.clip_pretrained) or {}
     hub = str(cfg.get("hf_hub", "")).strip("/")
     if hub:
-        from huggingface_hub import constants
-
         repo = "/".join(hub.split("/")[:2])
         return "models--" + repo.replace("/", "--"), constants.ENDPOINT
     url = str(cfg.get("url", ""))

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pipeline.core.errors import ConfigError
+from pipeline.core.locations import parse_s3_url
 from pipeline.core.redaction import redact_connection_url
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -77,8 +78,6 @@ def _local_dir(name: str, raw: str) -> Path:
 
 def _s3_url(name: str, raw: str) -> str:
     """``s3://bucket[/prefix]`` (issue 15); parsed where object locations are defined."""
-    from pipeline.core.locations import parse_s3_url
-
     value = _text(name, raw)
     try:
         parse_s3_url(value)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.clip import embed_frames
 from pipeline.clip.frames import FrameToEmbed
 from pipeline.core.config import Settings
 from pipeline.core.scene_schema import quality_json
@@ -108,8 +109,6 @@ def scene_results(
 
 def embed_records(records: Sequence[SceneRecord], frames_dir: Path, settings: Settings) -> list[EmbeddingResult]:
     """One result per scene: all frames embedded in one batched call, pooled when a scene has several."""
-    from pipeline.clip import embed_frames
-
     frames = [frame for record in records for frame in frames_to_embed(record, frames_dir)]
     return scene_results(records, embed_frames(frames, settings), settings)
 

@@ -25,6 +25,7 @@ from pipeline.core.config import Settings
 from pipeline.core.errors import BadInputError
 from pipeline.frames.image_files import open_frame
 from pipeline.storage import VideoStorage, open_storage
+from pipeline.store.video_scenes import owned_video, video_scenes
 
 TILES_PER_PAGE = 40
 MAX_COLUMNS = 8
@@ -152,8 +153,6 @@ def to_png(image: Image.Image) -> bytes:
 
 def sheet_pages(conn: psycopg.Connection, video_id: UUID, *, owner_id: UUID) -> tuple[str, list[list[Tile]]]:
     """(title, tiles per page) of the owner's video; :class:`BadInputError` when not found or without scenes."""
-    from pipeline.store.video_scenes import owned_video, video_scenes
-
     video = owned_video(conn, video_id, owner_id)
     scenes = video_scenes(conn, video_id, owner_id)
     if not scenes:

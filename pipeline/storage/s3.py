@@ -52,7 +52,7 @@ def _client_identity() -> tuple[str | None, ...]:
 @lru_cache(maxsize=8)
 def _cached_client(identity: tuple[str | None, ...]) -> Any:
     import boto3  # heavy (~0.3 s): loaded only when object storage is used
-    from botocore.config import Config
+    from botocore.config import Config  # botocore: comes with boto3
 
     endpoint, region = identity[0], identity[1]
     config = Config(
@@ -114,7 +114,7 @@ class S3Store:
     def upload_file(self, key: str, path: Path) -> None:
         """Upload a local file (multipart past 8 MB; boto3 aborts a failed multipart upload itself)."""
         from boto3.exceptions import S3UploadFailedError  # boto3 stays off the local-storage path
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # botocore: comes with boto3
 
         def upload() -> None:
             try:
@@ -177,7 +177,7 @@ class S3Store:
     def _call(self, operation: Callable[[], T], key: str | None = None) -> T:
         """Run one S3 call; map its failures onto vidx's errors with one clear line."""
         from boto3.exceptions import Boto3Error  # boto3 stays off the local-storage path
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError  # with boto3
 
         where = f"object storage {self.location.bucket} at {endpoint_label(self.client)}"
         try:

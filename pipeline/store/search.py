@@ -15,6 +15,9 @@ from pipeline.core.types import EMBEDDING_DIM
 from pipeline.store.scenes import embedding_array
 
 MAX_MATCH_COUNT = 1000
+# The minimum similarity when a search names none (vidx search, /v1/search). CLIP cosine similarities
+# live in different ranges: text-to-image ~0.2-0.35 for a good match, image-to-image ~0.6-0.95.
+DEFAULT_THRESHOLD = {"text": 0.2, "image": 0.5, "scene": 0.5}
 # search_similar_scenes (migration 004) says this when the scene is missing or another
 # owner's (the two read alike): the one check of ownership, in the same query as the search.
 _NO_SCENE_PREFIX = "no scene "

@@ -9,6 +9,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pipeline.clip.errors import TIMEOUT_PREFIX
+from pipeline.store.model_coverage import model_coverage  # issue 14: coverage per embedding model
 from pipeline.store.videos import status_counts
 
 # One aggregate, used overall and grouped by owner.
@@ -43,7 +44,5 @@ def stats(conn: psycopg.Connection, *, owner_id: UUID | None = None) -> dict[str
             params,
         ).fetchall()
     videos = status_counts(conn, owner_id)
-    from pipeline.store.model_coverage import model_coverage  # issue 14: coverage per embedding model
-
     return {"overall": overall, "per_owner": per_owner, "videos": videos,
             "per_model": model_coverage(conn, owner_id=owner_id)}

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pipeline import store
 from pipeline.core.config import Settings
 from pipeline.core.errors import TransientError, first_line
 from pipeline.core.log import get_logger
+from worker.api.db import Database
 from worker.broker import ping_broker
-
-if TYPE_CHECKING:
-    from worker.api.db import Database
 
 log = get_logger("vidx.api")
 
@@ -42,8 +41,6 @@ class _StoreCollector(Collector):
         if depth is not None:
             yield GaugeMetricFamily("vidx_queue_depth", "Indexing tasks waiting in the broker queue.", value=depth)
         try:
-            from pipeline import store
-
             with self._db.connection() as conn:
                 figures = store.stats(conn)
         except Exception as exc:  # noqa: BLE001 -- a scrape must not fail because the database is down

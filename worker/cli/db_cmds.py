@@ -8,12 +8,12 @@ from uuid import UUID
 
 import click
 
+from pipeline import clip, store  # pipeline.clip is light: torch loads on the first encode
+from pipeline.clip.identity import model_identity
 from pipeline.core.scene_schema import record_from_row, scene_json, score
+from pipeline.store import embedded
+from pipeline.store.search import DEFAULT_THRESHOLD
 from worker.cli.common import get_settings, handle_errors, owner_option, print_json
-
-# CLIP cosine similarities live in different ranges: text-to-image ~0.2-0.35
-# for a good match, image-to-image ~0.6-0.95. One default would be wrong for one of them.
-DEFAULT_THRESHOLD = {"text": 0.2, "image": 0.5, "scene": 0.5}
 
 
 @click.command("migrate")
@@ -21,8 +21,6 @@ DEFAULT_THRESHOLD = {"text": 0.2, "image": 0.5, "scene": 0.5}
 @handle_errors
 def migrate_command(as_json: bool) -> None:
     """Apply pending migrations from infra/migrations (safe to re-run)."""
-    from pipeline import store
-
     settings = get_settings()
     with store.open_connection(store.resolve_database_url(settings)) as conn:
         store.ensure_pgvector(conn)
@@ -45,8 +43,6 @@ def db_group() -> None:
 @handle_errors
 def db_start() -> None:
     """Start the embedded server in VIDX_DATA_DIR (it keeps running until `vidx db stop`)."""
-    from pipeline.store import embedded
-
     settings = get_settings()
     if settings.database_url:
         click.echo("DATABASE_URL is set: vidx uses that server; nothing to start", err=True)
@@ -58,8 +54,6 @@ def db_start() -> None:
 @handle_errors
 def db_stop() -> None:
     """Stop the embedded server."""
-    from pipeline.store import embedded
-
     settings = get_settings()
     if settings.database_url:
         click.echo("DATABASE_URL is set: vidx does not manage that server; nothing to stop", err=True)
@@ -72,9 +66,7 @@ def db_stop() -> None:
 @handle_errors
 def db_url() -> None:
     """Print the database URL vidx uses (starting the embedded server if needed), e.g. for psql."""
-    from pipeline.store import resolve_database_url
-
-    click.echo(resolve_database_url(get_settings()))
+    click.echo(store.resolve_database_url(get_settings()))
 
 
 def _format_time(seconds: float) -> str:
@@ -132,21 +124,15 @@ def search_command(
     if threshold is None:
         threshold = DEFAULT_THRESHOLD[mode]
     settings = get_settings()
-    from pipeline import store
-
     with store.connect(settings) as conn:  # before the model load: a database problem shows at once
         if mode == "scene":
             assert scene is not None
             rows = store.search_similar(conn, scene, owner_id=owner, threshold=threshold, limit=limit, label=label)
         else:
-            from pipeline import clip  # lazily: torch and the model are only needed here
-
             if mode == "text":
                 query = clip.encode_text([text], settings)[0]
             else:
                 query = clip.encode_image(image, settings)
-            from pipeline.clip.identity import model_identity
-
             rows = store.search_by_embedding(
                 conn, query, owner_id=owner, threshold=threshold, limit=limit,
                 model=model_identity(settings), label=label,
@@ -181,8 +167,6 @@ def _figures_json(row: dict[str, Any]) -> dict[str, Any]:
 @handle_errors
 def stats_command(owner: UUID | None, as_json: bool) -> None:
     """Embedding coverage, CLIP inference time, failure and timeout rates: overall and per owner."""
-    from pipeline import store
-
     with store.connect(get_settings()) as conn:
         figures = store.stats(conn, owner_id=owner)
     data = {
@@ -214,8 +198,6 @@ def stats_command(owner: UUID | None, as_json: bool) -> None:
 
 def _print_model_coverage(rows: list[dict[str, Any]]) -> None:
     """Issue 14: which model made the embeddings (`vidx reembed` moves the rest to the configured one)."""
-    from pipeline.clip.identity import model_identity
-
     configured = model_identity(get_settings())
     click.echo(f"\n{'embedding model':<52}  {'scenes':>8}  {'share':>7}  {'videos':>6}  {'labelled':>8}")
     for row in rows:

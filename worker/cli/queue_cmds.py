@@ -51,8 +51,7 @@ def worker_command(celery_args: tuple[str, ...]) -> None:
     it runs one child process per GPU, each pinned to its own GPU.
     """
     settings = get_settings()
-    # worker.app builds the Celery app from the environment on import: only this command runs it.
-    from worker.app import app, claim_gpus
+    from worker.app import app, claim_gpus  # celery: worker.app builds the Celery app on import; only this command runs it
 
     args = list(celery_args)
     has_concurrency = any(a in ("-c", "--concurrency") or a.startswith("--concurrency=") for a in args)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from uuid import UUID
 
 import click
+import uvicorn
 
+from pipeline import store
+from pipeline.store.api_keys import create_api_key, list_api_keys, revoke_api_key
 from worker.cli.common import EXIT_FAILURE, fail, get_settings, handle_errors, owner_option, print_json
 
 
@@ -16,9 +19,7 @@ from worker.cli.common import EXIT_FAILURE, fail, get_settings, handle_errors, o
 @handle_errors
 def serve_command(host: str, port: int) -> None:
     """Serve the HTTP API (/v1, OpenAPI at /docs) and the search page (/)."""
-    import uvicorn
-
-    from worker.api import create_app
+    from worker.api import create_app  # fastapi and the whole API (~0.5 s): only `vidx serve` needs them
 
     settings = get_settings()
     click.echo(f"vidx: serving on http://{host}:{port}/  (API docs at /docs)", err=True)
@@ -38,9 +39,6 @@ def apikey_group() -> None:
 @handle_errors
 def apikey_create(owner: UUID, name: str, as_json: bool) -> None:
     """Create a key for OWNER and print it once (only its hash is stored)."""
-    from pipeline import store
-    from pipeline.store.api_keys import create_api_key
-
     with store.connect(get_settings()) as conn:
         key_id, key = create_api_key(conn, owner_id=owner, name=name)
     if as_json:
@@ -56,9 +54,6 @@ def apikey_create(owner: UUID, name: str, as_json: bool) -> None:
 @handle_errors
 def apikey_list(owner: UUID | None, as_json: bool) -> None:
     """Keys (id, owner, name, created, revoked), never the keys themselves."""
-    from pipeline import store
-    from pipeline.store.api_keys import list_api_keys
-
     with store.connect(get_settings()) as conn:
         rows = list_api_keys(conn, owner_id=owner)
     if as_json:
@@ -74,9 +69,6 @@ def apikey_list(owner: UUID | None, as_json: bool) -> None:
 @handle_errors
 def apikey_revoke(key_id: UUID) -> None:
     """Revoke a key by its id (requests with it get 403 from then on)."""
-    from pipeline import store
-    from pipeline.store.api_keys import revoke_api_key
-
     with store.connect(get_settings()) as conn:
         found = revoke_api_key(conn, key_id)
     if not found:

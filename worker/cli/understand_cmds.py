@@ -9,9 +9,13 @@ from uuid import UUID
 
 import click
 
+from pipeline import store
+from pipeline.clip.identity import model_identity
 from pipeline.core.errors import BadInputError
 from pipeline.core.scene_schema import record_from_row, scene_json
+from pipeline.reembed import reembed_video, videos_to_reembed
 from pipeline.storage import open_storage
+from pipeline.store.video_scenes import owned_video, video_owner, video_scenes
 from worker.cli.common import EXIT_FAILURE, EXIT_OK, get_settings, handle_errors, print_json
 
 _OWNER_HELP = "Owner (tenant) UUID: a video of another owner is not found. Default: the video's own owner."
@@ -21,8 +25,6 @@ def _resolve_owner(conn: Any, video_id: UUID, owner: UUID | None) -> UUID:
     """The owner to scope to: the one given, else (operator use) the video's own."""
     if owner is not None:
         return owner
-    from pipeline.store.video_scenes import video_owner
-
     found = video_owner(conn, video_id)
     if found is None:
         raise BadInputError(f"no video {video_id}")
@@ -68,9 +70,6 @@ def _row(scene: dict[str, Any]) -> str:
 @handle_errors
 def show_command(video_id: UUID, owner: UUID | None, as_json: bool) -> None:
     """A video's scenes: ids, times, best-frame quality, embedding model, labels and description."""
-    from pipeline import store
-    from pipeline.store.video_scenes import owned_video, video_scenes
-
     with store.connect(get_settings()) as conn:
         owner = _resolve_owner(conn, video_id, owner)
         video = owned_video(conn, video_id, owner)
@@ -104,8 +103,7 @@ def show_command(video_id: UUID, owner: UUID | None, as_json: bool) -> None:
 @handle_errors
 def sheet_command(video_id: UUID, output: Path | None, page: int, to_sidecar: bool, owner: UUID | None) -> None:
     """A contact sheet of the video: one tile per scene (best frame, timecode, top label)."""
-    from pipeline import store
-    from pipeline.frames.sheet import render_sheet, sheet_filename, sheet_pages, to_png, write_png_atomic
+    from pipeline.frames.sheet import render_sheet, sheet_filename, sheet_pages, to_png, write_png_atomic  # PIL: vidx sheet only
 
     if output is None and not to_sidecar:
         raise click.UsageError("give -o FILE.png and/or --sidecar")
@@ -156,10 +154,6 @@ def reembed_command(owner: UUID | None, video_id: UUID | None, all_owners: bool,
     on one model. A second run finds nothing to do. With CELERY_BROKER_URL set,
     one Celery task per video (vidx worker runs them); else in this process.
     """
-    from pipeline import store
-    from pipeline.clip.identity import model_identity
-    from pipeline.reembed import reembed_video, videos_to_reembed
-
     if not (owner or video_id or all_owners):
         raise click.UsageError("give --video ID, --owner UUID or --all")
     if all_owners and (owner or video_id):
@@ -170,14 +164,12 @@ def reembed_command(owner: UUID | None, video_id: UUID | None, all_owners: bool,
     identity = model_identity(settings)
     with store.connect(settings) as conn:
         if video_id is not None and owner is not None:
-            from pipeline.store.video_scenes import owned_video
-
             owned_video(conn, video_id, owner)  # another owner's video: not found
         todo = videos_to_reembed(conn, identity, owner_id=owner, video_id=video_id)
     queued = settings.broker_configured and not local
     outcome: dict[str, Any] = {"model": identity, "videos": len(todo), "mode": "celery" if queued else "local"}
     if queued:
-        from worker.tasks import send_reembed_task
+        from worker.tasks import send_reembed_task  # celery: importing worker.tasks builds the Celery app
 
         outcome["task_ids"] = [send_reembed_task(video) for video in todo]
         if not as_json:

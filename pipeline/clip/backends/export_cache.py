@@ -22,6 +22,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from pipeline.clip.identity import weights_checksum  # one home: memoised per file version
 from pipeline.core.config import Settings
 from pipeline.core.log import get_logger
@@ -33,8 +35,6 @@ EXPORT_FORMAT = 3  # 3: the dynamo exporter, opset 18. Bump when the export itse
 
 def export_key(settings: Settings, backend_version: str) -> str:
     """A short hash naming one export: weights, model, tag, torch and runtime versions, export format."""
-    import torch
-
     weights = weights_checksum(Path(settings.clip_checkpoint)) if settings.clip_checkpoint else None
     parts = {
         "weights_sha256": weights, "model": settings.clip_model_name, "pretrained": settings.clip_pretrained,

@@ -28,6 +28,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ONNX_FILE = "image_tower.onnx"
 PREPROCESS_FILE = "preprocess.json"  # the model's preprocess config: the worker's transform (backends/transform.py)
 CHECK_PIXELS_FILE = "check_pixels.npy"  # the check stage's inputs and torch's features for them (removed after)
@@ -39,9 +41,9 @@ MIN_COSINE = 0.9999
 
 def build_tower(model_name: str, pretrained: str, checkpoint: Path | None, cache_dir: Path):
     """The torch image tower (fp32, CPU) and its preprocess config, from the weights the worker would use."""
-    import open_clip
+    import open_clip  # torch and open_clip: the export stage only (the check stage runs without them)
 
-    from pipeline.clip.lean_load import LeanLoadUnsupported, load_image_tower, open_clip_create_kwargs
+    from pipeline.clip.lean_load import LeanLoadUnsupported, load_image_tower, open_clip_create_kwargs  # imports torch
 
     if checkpoint is not None:
         config = checkpoint.parent / f"{model_name}.json"
@@ -65,7 +67,7 @@ def _side(size: Any) -> tuple[int, int]:
 
 def check_pixels(size: Any):
     """The check's inputs: a blank image and two random ones (fixed seed), as a float32 numpy batch."""
-    import torch
+    import torch  # the export stage only: the check stage runs without torch
 
     side = _side(size)
     generator = torch.Generator().manual_seed(0)
@@ -74,7 +76,7 @@ def check_pixels(size: Any):
 
 def torch_features(tower, pixels):
     """What the export must reproduce: torch's own features for ``pixels``."""
-    import torch
+    import torch  # the export stage only: the check stage runs without torch
 
     with torch.inference_mode():
         return tower(torch.from_numpy(pixels)).numpy()
@@ -82,7 +84,7 @@ def torch_features(tower, pixels):
 
 def export(tower, size, out_dir: Path) -> Path:
     """Write the ONNX graph (dynamic batch) with external weights into ``out_dir``; returns the .onnx path."""
-    import torch
+    import torch  # the export stage only: the check stage runs without torch
 
     path = out_dir / ONNX_FILE
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
@@ -98,8 +100,7 @@ def export(tower, size, out_dir: Path) -> Path:
 
 def min_cosine(expected, path: Path, pixels) -> float:
     """Smallest cosine between ``expected`` and ONNX Runtime's features for ``pixels``."""
-    import numpy as np
-    import onnxruntime
+    import onnxruntime  # the check stage only
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"pixels": pixels})[0]
@@ -109,8 +110,6 @@ def min_cosine(expected, path: Path, pixels) -> float:
 
 def export_stage(args: argparse.Namespace) -> int:
     """torch's side: the export, the preprocess config and torch's features for the check images."""
-    import numpy as np
-
     tower, cfg = build_tower(args.model, args.pretrained, args.checkpoint, args.cache_dir)
     size = cfg.get("size", 224)
     pixels = check_pixels(size)
@@ -123,8 +122,6 @@ def export_stage(args: argparse.Namespace) -> int:
 
 def check_stage(args: argparse.Namespace) -> int:
     """ONNX Runtime's side, without torch: refuse the export unless it reproduces torch's features."""
-    import numpy as np
-
     pixels, expected = np.load(args.out / CHECK_PIXELS_FILE), np.load(args.out / CHECK_FEATURES_FILE)
     cosine = min_cosine(expected, args.out / ONNX_FILE, pixels)
     if cosine < MIN_COSINE:

@@ -47,16 +47,16 @@ class RuntimeImageTower(torch.nn.Module):
 
 def _backend_version(backend: str) -> str:
     if backend == ONNX:
-        import onnxruntime
+        import onnxruntime  # only the configured runtime loads
 
         return f"onnxruntime-{onnxruntime.__version__}"
-    import openvino
+    import openvino  # optional extra (vidx[openvino]): only the configured runtime loads
 
     return f"openvino-{openvino.__version__}"
 
 
 def _onnx_runtime(path: Path, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
-    import onnxruntime
+    import onnxruntime  # only the configured runtime loads
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads or 0  # 0: one per physical core
@@ -68,7 +68,7 @@ def _onnx_runtime(path: Path, threads: int | None) -> Callable[[np.ndarray], np.
 
 
 def _openvino(path: Path, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
-    import openvino
+    import openvino  # optional extra (vidx[openvino]): only the configured runtime loads
 
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}  # f32: equal to torch
     if threads:

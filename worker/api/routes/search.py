@@ -10,20 +10,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
-from pipeline import store
+from pipeline import clip, store  # pipeline.clip is light: torch loads on the first encode
 from pipeline.clip.identity import model_identity
 from pipeline.core.config import Settings
 from pipeline.core.errors import BadInputError, first_line
-from pipeline.store.search import SceneNotFound
+from pipeline.store.search import DEFAULT_THRESHOLD, SceneNotFound
 from worker.api.auth import Principal, require_key
 from worker.api.context import ApiContext, get_context
 from worker.api.errors import ApiError, not_found
 from worker.api.presenters import scene_json
 from worker.api.routes import parse_id
 from worker.api.uploads import discard, save_body, temp_dir
-from worker.cli.db_cmds import DEFAULT_THRESHOLD
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
@@ -60,8 +60,6 @@ def _search_vector(ctx: ApiContext, vector: Any, who: Principal, threshold: floa
 
 
 def _text_search(ctx: ApiContext, query: TextQuery, who: Principal, threshold: float) -> list:
-    from pipeline import clip
-
     if not query.text.strip():
         raise ApiError(422, "invalid request", "text must not be blank")
     vector = clip.encode_text([query.text], ctx.settings)[0]
@@ -78,8 +76,6 @@ def search_text(query: TextQuery, request: Request, who: Annotated[Principal, De
 
 def check_image(path: Path) -> None:
     """Refuse what is not a complete, reasonably sized raster image (before the model sees it)."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -94,8 +90,6 @@ def check_image(path: Path) -> None:
 
 def _image_search(settings: Settings, ctx: ApiContext, path: Path, who: Principal, threshold: float, limit: int,
                   label: str | None) -> list:
-    from pipeline import clip
-
     check_image(path)
     try:
         vector = clip.encode_image(path, settings)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
 from typing import Annotated, Any
 
 import psycopg
@@ -14,6 +12,9 @@ from pydantic import BaseModel, Field
 from pipeline import store
 from pipeline.core.errors import BadInputError, first_line
 from pipeline.core.log import get_logger
+from pipeline.frames.sheet import contact_sheet_png
+from pipeline.intake.sources import is_url
+from pipeline.media.probe import probe
 from pipeline.storage import open_storage
 from pipeline.store.scene_reads import list_scenes
 from worker.api.auth import Principal, require_key
@@ -55,8 +56,6 @@ def _enqueue(request: Request, label: str, who: Principal, fetch: str | None = N
 @router.post("", status_code=202, summary="Enqueue a video by URL")
 def enqueue_url(body: EnqueueUrl, request: Request, who: Annotated[Principal, Depends(require_key)]) -> dict[str, Any]:
     """Queue an http(s) URL; the worker downloads it under the same size cap and safety rules as `vidx enqueue`."""
-    from pipeline.intake.sources import is_url
-
     if not is_url(body.url):
         raise ApiError(422, "unsupported source", "only http:// and https:// URLs; upload files with POST /v1/videos/upload")
     try:
@@ -76,8 +75,6 @@ async def enqueue_upload(
     """Send the video's bytes as the request body. It is probed (the same bad-input checks as
     every source) before it is queued; a refused file is deleted at once. With object storage
     configured (VIDX_STORAGE_URL) the file goes to the bucket, so workers need no shared disk."""
-    from pipeline.media.probe import probe
-
     settings = get_context(request).settings
     await run_in_threadpool(ping_broker, settings)  # an outage answers 503 before the client sends gigabytes
     directory = new_upload_dir(settings, who.owner_id)
@@ -148,17 +145,10 @@ def get_contact_sheet(
     who: Annotated[Principal, Depends(require_key)],
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> Response:
-    sheet: ModuleType | None
-    try:
-        sheet = importlib.import_module("pipeline.frames.sheet")  # the scene-understanding work's renderer
-    except ImportError:
-        sheet = None
     with get_context(request).db.connection() as conn:
         row = _owned_video(conn, video_id, who)  # ownership first: another owner's video is 404 either way
-        if sheet is None:
-            raise ApiError(503, "contact sheets are not available", "this build has no pipeline.frames.sheet")
         try:
-            png = sheet.contact_sheet_png(conn, row["id"], owner_id=who.owner_id, settings=get_context(request).settings, page=page)
+            png = contact_sheet_png(conn, row["id"], owner_id=who.owner_id, settings=get_context(request).settings, page=page)
         except BadInputError as exc:
             raise ApiError(404, "no contact sheet", first_line(exc)) from None
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
