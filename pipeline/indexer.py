@@ -25,13 +25,19 @@ from uuid import UUID
 import cv2
 import numpy as np
 
+from pipeline import store
+from pipeline.clip.identity import model_identity
 from pipeline.clip.stream import OverlappedEmbedding
+from pipeline.clip.understand import understand_records
 from pipeline.core.config import Settings
 from pipeline.core.errors import ProcessingError
 from pipeline.core.log import get_logger
 from pipeline.core.types import DetectedScene, EmbeddingResult, ProbeResult, SceneRecord
-from pipeline.frames.multiframe import frames_to_embed
+from pipeline.frames.multiframe import frames_to_embed, scene_results, write_scene_frames
+from pipeline.frames.quality import rank_candidates
 from pipeline.intake.naming import canonical_source
+from pipeline.media.probe import probe as probe_video
+from pipeline.shots.scenes import detect_scenes
 from pipeline.storage import Staging, open_storage
 from pipeline.storage.sidecar import build_sidecar, frame_filename
 from pipeline.store.videos import Lease, RunEnd
@@ -47,7 +53,6 @@ JPEG_QUALITY = 90
 @dataclass
 class IndexResult:
     """What one indexing job produced."""
-
     video_id: UUID
     owner_id: UUID
     source: str
@@ -62,7 +67,6 @@ class IndexResult:
 
 class _Progress:
     """Maps per-stage fractions onto one 0..1 scale for the caller's callback."""
-
     def __init__(self, callback: ProgressCallback | None) -> None:
         self._callback = callback
 
@@ -84,8 +88,6 @@ def write_jpeg(path: Path, rgb: np.ndarray) -> None:
 def _best_frame_record(
     scene: DetectedScene, staging: Staging, settings: Settings
 ) -> SceneRecord:
-    from pipeline.frames.multiframe import write_scene_frames
-    from pipeline.frames.quality import rank_candidates
 
     span = scene.span
     if not scene.candidates:
@@ -118,10 +120,6 @@ def _apply_embeddings(records: list[SceneRecord], frame_results: list[EmbeddingR
     ``frame_results`` holds one result per embedded frame (issue 14: a scene may embed
     several, pooled here); labels and description follow from the vector.
     """
-    from pipeline.clip.identity import model_identity
-    from pipeline.clip.understand import understand_records
-    from pipeline.frames.multiframe import scene_results
-
     results = scene_results(records, frame_results, settings)
     identity = model_identity(settings) if any(r.vector is not None for r in results) else None
     for record, result in zip(records, results, strict=True):
@@ -135,7 +133,6 @@ def _write_database(
     settings: Settings, video_id: UUID, owner_id: UUID, source: str, probe: ProbeResult, records: list[SceneRecord],
     lease: Lease | None, version: str,
 ) -> RunEnd:
-    from pipeline import store
 
     with store.connect(settings) as conn:  # connection trouble arrives as TransientError
         return store.replace_scenes(conn, video_id=video_id, owner_id=owner_id, source=source, probe=probe,
@@ -164,9 +161,6 @@ def index_video(
     of this run is left in the sidecar directory or the database. A run
     that lost its lease or was superseded returns with ``outcome`` saying so.
     """
-    from pipeline.media.probe import probe as probe_video
-    from pipeline.shots.scenes import detect_scenes
-
     label = source_label or canonical_source(str(source))
     log = get_logger("vidx.indexer").bind(video_id=str(video_id), owner_id=str(owner_id))
     progress = _Progress(on_progress)
