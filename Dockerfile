@@ -66,9 +66,10 @@ FROM python:${PYTHON_VERSION}-slim-bookworm AS base
 ARG CLIP_WEIGHTS=""
 ARG CLIP_MODEL_NAME=ViT-B-32
 ARG VIDX_UID=10001
-# ffmpeg only: the worker talks to Redis and PostgreSQL over the network.
+# ffmpeg, and util-linux for prlimit (essential in Debian: already there): the worker
+# talks to Redis and PostgreSQL over the network.
 COPY scripts/install.sh /tmp/install.sh
-RUN VIDX_SKIP_PYTHON=1 VIDX_APT_PACKAGES=ffmpeg /tmp/install.sh \
+RUN VIDX_SKIP_PYTHON=1 VIDX_APT_PACKAGES="ffmpeg util-linux" /tmp/install.sh \
     && rm -rf /var/lib/apt/lists/* /tmp/install.sh \
     && groupadd --system --gid "${VIDX_UID}" vidx \
     && useradd --system --uid "${VIDX_UID}" --gid vidx --create-home --home-dir /home/vidx vidx \

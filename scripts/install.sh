@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 VENV=${VIDX_VENV-.venv}
 EXTRAS=${VIDX_EXTRAS-test}
-APT_PACKAGES=${VIDX_APT_PACKAGES-"ffmpeg redis-server chromium chromium-driver"}
+APT_PACKAGES=${VIDX_APT_PACKAGES-"ffmpeg util-linux redis-server chromium chromium-driver"}
 TORCH_VERSION=${TORCH_VERSION:-2.14.1}
 TORCHVISION_VERSION=${TORCHVISION_VERSION:-0.29.1}
 
