@@ -1,1 +1,1 @@
-"""vidx workers: the Celery app, its tasks, the ``vidx`` CLI and worker logging."""
+"""vidx's adapters over the pipeline: the Celery app and tasks, the ``vidx`` CLI, the HTTP API, health, logging."""
