@@ -32,6 +32,7 @@ from pipeline.clip.memory import release_free_memory
 from pipeline.clip.vocabulary import Vocabulary, load_vocabulary
 from pipeline.core.config import Settings
 from pipeline.core.log import get_logger
+from pipeline.core.scene_schema import SCORE_DIGITS
 
 log = get_logger(__name__)
 
@@ -87,7 +88,7 @@ def top_labels(vector: Sequence[float] | np.ndarray, bank: TextBank, k: int) -> 
         return []
     probabilities = softmax(bank.logit_scale * (bank.label_matrix @ unit(vector)))
     order = np.argsort(-probabilities, kind="stable")[:k]
-    return [{"label": bank.labels[i], "score": round(float(probabilities[i]), 4)} for i in order]
+    return [{"label": bank.labels[i], "score": round(float(probabilities[i]), SCORE_DIGITS)} for i in order]
 
 
 def unit(vector: Sequence[float] | np.ndarray) -> np.ndarray:

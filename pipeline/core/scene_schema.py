@@ -21,7 +21,7 @@ from pipeline.core.types import FrameQuality, SceneFrame, SceneRecord
 # The sidecar's schema_version: it changes only when a name here changes (and readers keep the old one).
 SCHEMA_VERSION = 1
 TIME_DIGITS = 4  # seconds: 0.1 ms, finer than any frame interval
-SCORE_DIGITS = 4  # quality components and similarities
+SCORE_DIGITS = 4  # quality components, similarities, label scores
 
 _QUALITY_FIELDS = ("quality_score", "sharpness", "exposure", "contrast", "colorfulness")
 
