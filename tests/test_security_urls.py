@@ -27,7 +27,13 @@ from pipeline.core.config import Settings, broker_url, load_settings
 from pipeline.core.errors import BadInputError, ConfigError
 from pipeline.core.redaction import redact_connection_url, redact_url
 from pipeline.intake.fetch import FetchPolicy, fetch_to_file
-from pipeline.intake.netguard import ForbiddenAddressError, IPAddress, is_public_address
+from pipeline.intake.netguard import (
+    SPECIAL_PURPOSE,
+    ForbiddenAddressError,
+    IPAddress,
+    is_public_address,
+    registry_verdict,
+)
 from pipeline.intake.sources import check_url, open_source, sweep_abandoned_downloads
 from tests.fixtures.queue import free_port
 
@@ -118,6 +124,28 @@ def test_non_public_addresses_are_refused(address: str) -> None:
 @pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"])
 def test_public_addresses_are_allowed(address: str) -> None:
     assert is_public_address(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ["fec0::1", "fec0:1234::5", "192.0.0.8", "3fff::1", "5f00::1", "64:ff9b:1::a", "192.88.99.1"])
+def test_special_purpose_addresses_python_calls_global_are_refused(address: str) -> None:
+    """Python 3.11's is_global says True for each of these; the IANA registries say not globally reachable."""
+    assert not is_public_address(ipaddress.ip_address(address))
+
+
+def _inside(block: str) -> list[str]:
+    """The first, a middle and the last address of ``block`` (the block's own address for a /32 or /128)."""
+    network = ipaddress.ip_network(block)
+    return sorted({str(network[0]), str(network[network.num_addresses // 2]), str(network[-1])})
+
+
+@pytest.mark.parametrize(("block", "reachable"), SPECIAL_PURPOSE, ids=[b for b, _ in SPECIAL_PURPOSE])
+def test_every_special_purpose_block_follows_the_registry(block: str, reachable: bool) -> None:
+    """Each registry block's addresses get its "Globally Reachable" verdict, unless a more specific block says otherwise."""
+    for text in _inside(block):
+        ip = ipaddress.ip_address(text)
+        if registry_verdict(ip) != reachable:
+            continue  # a nested block (e.g. 192.0.0.9/32 inside 192.0.0.0/24) decides for this one
+        assert is_public_address(ip) is reachable, text
 
 
 @pytest.mark.parametrize("url", [
