@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -118,3 +120,21 @@ def test_health_reports_each_failure_with_its_reason(env, tmp_path) -> None:
     lines = dict(line.split(None, 1) for line in proc.stdout.splitlines())
     assert set(lines) == {"database", "broker", "storage", "model"}
     assert all(text.startswith("FAILING") and len(text) > len("FAILING  ") for text in lines.values()), lines
+
+
+def test_every_command_name_resolves_to_its_click_command() -> None:
+    from worker.cli import COMMANDS, cli
+
+    for name in COMMANDS:
+        command = cli.get_command(None, name)  # type: ignore[arg-type]
+        assert command is not None and command.name == name
+
+
+def test_a_command_imports_only_its_own_module() -> None:
+    """`vidx status` loads neither the indexer (OpenCV), the HTTP API nor redis: the root group loads lazily."""
+    code = (
+        "import sys; from worker.cli import cli; cli.get_command(None, 'status'); "
+        "print(sorted(m for m in ('pipeline.indexer', 'cv2', 'worker.api', 'redis', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -7,8 +7,6 @@ included), so a broker the workers cannot log in to never looks healthy.
 
 from __future__ import annotations
 
-import redis
-
 from pipeline.core.config import Settings, broker_url
 from pipeline.core.errors import TransientError
 from pipeline.core.redaction import redact_connection_url
@@ -26,6 +24,8 @@ def ping_broker(settings: Settings, timeout_s: float = 1.0) -> int:
 
     Refused credentials count as unreachable: a worker could not take a task either.
     """
+    import redis  # ~0.1 s to import (its asyncio client too): only a ping needs it, not every vidx command
+
     client = redis.Redis.from_url(broker_url(settings), socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
     try:
         client.ping()

@@ -204,9 +204,3 @@ def _print_model_coverage(rows: list[dict[str, Any]]) -> None:
         name = row["embedding_model"] or "(no embedding)"
         mark = "  <- configured" if row["embedding_model"] == configured else ""
         click.echo(f"{name:<52}  {row['scenes']:>8}  {row['share']:>7.1%}  {row['videos']:>6}  {row['labelled']:>8}{mark}")
-
-
-def register(cli: click.Group) -> None:
-    """Attach this module's commands to the root group."""
-    for command in (migrate_command, db_group, search_command, stats_command):
-        cli.add_command(command)

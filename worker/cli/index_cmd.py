@@ -190,8 +190,3 @@ def index_command(paths: tuple[str, ...], owner: UUID, sidecar_dir: Path | None,
     if as_json:
         print_json(outputs)
     exit_process(exit_code)
-
-
-def register(cli: click.Group) -> None:
-    """Attach ``vidx index`` to the root group."""
-    cli.add_command(index_command)

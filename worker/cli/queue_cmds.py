@@ -112,11 +112,11 @@ def status_command(video_ids: tuple[UUID, ...], limit: int, as_json: bool) -> No
 @click.option(
     "--skip-model",
     is_flag=True,
-    help="Check only the database and the broker (cheap enough for a frequent container probe).",
+    help="Check all but the CLIP model (cheap enough for a frequent container probe).",
 )
 @handle_errors
 def health_command(as_json: bool, skip_model: bool) -> None:
-    """Check the database, the broker, object storage (when configured) and the CLIP model; exit 1 if any fails.
+    """Check the database, the broker, the storage and the CLIP model; exit 1 if any fails.
 
     The same report as ``/v1/health`` (worker.health), with the operator's details.
     """
@@ -127,9 +127,3 @@ def health_command(as_json: bool, skip_model: bool) -> None:
         for c in report:
             click.echo(f"{c.name:<9} {'ok' if c.ok else 'FAILING'}  {c.detail}")
     sys.exit(EXIT_OK if all(c.ok for c in report) else EXIT_FAILURE)
-
-
-def register(cli: click.Group) -> None:
-    """Attach this module's commands to the root group."""
-    for command in (enqueue_command, worker_command, status_command, health_command):
-        cli.add_command(command)

@@ -74,9 +74,3 @@ def apikey_revoke(key_id: UUID) -> None:
     if not found:
         fail(f"no API key {key_id}", EXIT_FAILURE)
     click.echo(f"revoked {key_id}")
-
-
-def register(cli: click.Group) -> None:
-    """Attach this module's commands to the root group."""
-    for command in (serve_command, apikey_group):
-        cli.add_command(command)

@@ -206,9 +206,3 @@ class _Plain:
 
     def __exit__(self, *exc: Any) -> None:
         return None
-
-
-def register(cli: click.Group) -> None:
-    """Attach this module's commands to the root group."""
-    for command in (show_command, sheet_command, reembed_command):
-        cli.add_command(command)
