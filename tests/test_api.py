@@ -399,3 +399,21 @@ def test_logs_never_carry_the_key(api_world: ApiWorld, capsys: pytest.CaptureFix
     logged = out.err + out.out + caplog.text
     assert "http_request" in logged and str(a.key_id) in logged
     assert a.key not in logged
+
+
+def test_a_nul_byte_in_text_that_reaches_the_database_is_a_clear_client_error(api_world: ApiWorld) -> None:
+    """PostgreSQL text cannot hold NUL: a label filter or URL with one is a bad request (422), never a 500.
+
+    (A text query's NUL is harmless: the text goes to the CLIP tokenizer, never to the database.)
+    """
+    client, a = api_world.client, api_world.a
+    scene = a.scene_ids[0]
+    attempts = [
+        client.post("/v1/search/text", headers=a.headers, json={"text": "x", "threshold": -1, "label": "dog\x00"}),
+        client.get(f"/v1/scenes/{scene}/similar", headers=a.headers, params={"label": "a\x00b"}),
+        client.post("/v1/videos", headers=a.headers, json={"url": "https://example.com/v\x00.mp4"}),
+        client.post("/v1/videos", headers=a.headers, json={"url": "https://example.com/a b\r\nX-Injected: 1"}),
+    ]
+    for response in attempts:
+        assert response.status_code == 422, (response.status_code, response.text)
+        assert response.headers["content-type"].startswith("application/json")

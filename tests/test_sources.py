@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.core.config import Settings
 from pipeline.core.errors import BadInputError
-from pipeline.intake.sources import check_local_file, is_url, open_source
+from pipeline.intake.sources import check_local_file, check_url, is_url, open_source
 from tests.fixtures.queue import free_port
 
 
@@ -145,3 +145,12 @@ def test_unreachable_url_is_bad_input(internal_ok: Settings) -> None:
         with open_source(url, internal_ok):
             pass
     assert str(info.value).startswith(url)
+
+
+@pytest.mark.parametrize("url", [
+    "https://example.com/v\x00.mp4", "https://example.com/a b.mp4", "https://example.com/v.mp4\r\nX-Injected: 1",
+    "https://example.com/\tv.mp4", "https://example.com/v\x7f.mp4",
+])
+def test_a_url_with_spaces_or_control_characters_is_refused_before_anything_is_stored(url: str) -> None:
+    with pytest.raises(BadInputError, match="spaces or control characters"):
+        check_url(url, Settings())

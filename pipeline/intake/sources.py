@@ -56,6 +56,9 @@ def check_url(url: str, settings: Settings) -> str:
     address it resolves anyway.
     """
     label = redact_url(url)
+    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in url):
+        # RFC 3986 has no raw spaces or control characters (NUL cannot even be stored); encode them as %XX
+        raise BadInputError(f"{label!r}: a URL cannot contain spaces or control characters (percent-encode them)")
     if not is_url(url):
         raise BadInputError(f"{label}: unsupported URL scheme (use http:// or https://)")
     try:

@@ -34,14 +34,18 @@ IMAGE_BODY = {"requestBody": {"required": True, "content": {"image/*": {"schema"
 
 Threshold = Annotated[float | None, Query(ge=-1.0, le=1.0, description="Minimum similarity (1 - cosine distance).")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-Label = Annotated[str | None, Query(min_length=1, max_length=200, description="Only scenes with this label.")]
+# A label filter reaches PostgreSQL as text, which cannot hold NUL: refused as a bad request (422), not a 500.
+LABEL_MAX_CHARS = 200
+LABEL_PATTERN = r"^[^\x00]+$"
+Label = Annotated[str | None, Query(min_length=1, max_length=LABEL_MAX_CHARS, pattern=LABEL_PATTERN,
+                                    description="Only scenes with this label.")]
 
 
 class TextQuery(BaseModel):
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
     limit: int = Field(default=20, ge=1, le=MAX_LIMIT)
-    label: str | None = Field(default=None, min_length=1, max_length=200)
+    label: str | None = Field(default=None, min_length=1, max_length=LABEL_MAX_CHARS, pattern=LABEL_PATTERN)
 
 
 def _answer(ctx: ApiContext, kind: str, started: float, rows: list[dict[str, Any]], threshold: float) -> JSONResponse:
