@@ -18,8 +18,8 @@ exhausting the worker.
 Every spawn goes through :func:`run` or :func:`start` here. The limits are
 part of the exec'd command line (util-linux ``prlimit ... -- ffmpeg ...``:
 prlimit sets them on itself, then execs ffmpeg in the same process), so no
-Python runs between fork and exec: a ``preexec_fn`` would force a plain
-fork and run at-fork hooks in the child, which deadlocks when another
+Python runs between fork and exec: a Python pre-exec callback would force a
+plain fork and run at-fork hooks in the child, which deadlocks when another
 thread (a model loading, a decoder) held a lock at the moment of the fork.
 """
 
